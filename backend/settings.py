@@ -1,0 +1,150 @@
+"""Settings read once from the environment (`STUDIO_*` and `COMFYUI_URL`); flags override.
+
+Model file names and sampling defaults live here, never as literals in operations or
+templates' bindings: every ComfyUI install names its files a little differently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+MODES: tuple[str, ...] = (
+    "generate",
+    "edit",
+    "multiref",
+    "remove_background",
+    "region_edit",
+    "inpaint",
+    "outpaint",
+)
+
+DEFAULT_COMFY_URL = "http://127.0.0.1:8188"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Peak VRAM per mode from the operations guide (GB). A shared GPU needs this much free.
+DEFAULT_PEAK_VRAM_GB: dict[str, float] = {
+    "generate": 30.0,
+    "edit": 30.0,
+    "multiref": 32.0,
+    "remove_background": 3.0,
+    "region_edit": 33.0,
+    "inpaint": 30.0,
+    "outpaint": 30.0,
+}
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """File names as ComfyUI lists them under `models/<folder>`."""
+
+    generate_unet: str = "qwen_image_2512_fp8_e4m3fn.safetensors"
+    generate_turbo_unet: str = "qwen_image_2512_fp8_e4m3fn_scaled_comfyui_4steps_v1.0.safetensors"
+    edit_unet: str = "qwen_image_edit_2511_fp8mixed.safetensors"
+    text_encoder: str = "qwen_2.5_vl_7b_fp8_scaled.safetensors"
+    vae: str = "qwen_image_vae.safetensors"
+    birefnet: str = "BiRefNet-general"
+    florence2: str = "microsoft/Florence-2-base"
+    sam2: str = "sam2.1_hiera_base_plus.safetensors"
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """Starting points from the official templates; the UI exposes all of them."""
+
+    generate_steps: int = 20
+    generate_cfg: float = 2.5
+    generate_shift: float = 3.1
+    turbo_steps: int = 4
+    turbo_cfg: float = 1.0
+    edit_steps: int = 20
+    edit_cfg: float = 2.5
+    edit_shift: float = 3.0
+    sampler: str = "euler"
+    scheduler: str = "simple"
+
+
+@dataclass(frozen=True)
+class Settings:
+    comfy_url: str = DEFAULT_COMFY_URL
+    host: str = "127.0.0.1"
+    port: int = 7860
+    workflows_dir: Path = PROJECT_ROOT / "workflows"
+    models: ModelFiles = field(default_factory=ModelFiles)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    # Generation sizes and the edit model's working resolution (~1 MP like the templates).
+    max_generate_pixels: int = 1664 * 1664
+    max_sampling_pixels: int = 1024 * 1024
+    # Decoding limit against decompression bombs, and the largest accepted upload.
+    max_input_pixels: int = 40_000_000
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_outpaint_pad: int = 1024
+    job_timeout_s: float = 900.0
+    peak_vram_gb: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PEAK_VRAM_GB))
+    poll_interval_s: float = 2.0
+    # "user:pass,user2:pass2" for the UI login; a bearer key for /v1/*.
+    auth: tuple[tuple[str, str], ...] = ()
+    api_key: str | None = None
+    # Retry once at the next lower resolution after an out-of-memory error.
+    oom_retry: bool = False
+    # "fifo" or "group" (group queued jobs that share models, within a bound).
+    scheduling: str = "fifo"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        base = cls()
+        models = ModelFiles(
+            **{
+                f: env.get(f"STUDIO_MODEL_{f.upper()}", getattr(base.models, f))
+                for f in ModelFiles.__dataclass_fields__
+            }
+        )
+        sampling = SamplingDefaults(
+            **{
+                f: type(getattr(base.sampling, f))(
+                    env.get(f"STUDIO_{f.upper()}", getattr(base.sampling, f))
+                )
+                for f in SamplingDefaults.__dataclass_fields__
+            }
+        )
+        peak = dict(DEFAULT_PEAK_VRAM_GB)
+        for mode in MODES:
+            raw = env.get(f"STUDIO_PEAK_VRAM_{mode.upper()}")
+            if raw:
+                peak[mode] = float(raw)
+        settings = replace(
+            base,
+            comfy_url=env.get("COMFYUI_URL", base.comfy_url).rstrip("/"),
+            host=env.get("STUDIO_HOST", base.host),
+            port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or env.get("STUDIO_PORT") or base.port),
+            workflows_dir=Path(env.get("STUDIO_WORKFLOWS_DIR", str(base.workflows_dir))),
+            models=models,
+            sampling=sampling,
+            max_generate_pixels=int(env.get("STUDIO_MAX_GENERATE_PIXELS", base.max_generate_pixels)),
+            max_sampling_pixels=int(env.get("STUDIO_MAX_SAMPLING_PIXELS", base.max_sampling_pixels)),
+            max_input_pixels=int(env.get("STUDIO_MAX_INPUT_PIXELS", base.max_input_pixels)),
+            max_upload_bytes=int(env.get("STUDIO_MAX_UPLOAD_BYTES", base.max_upload_bytes)),
+            max_outpaint_pad=int(env.get("STUDIO_MAX_OUTPAINT_PAD", base.max_outpaint_pad)),
+            job_timeout_s=float(env.get("STUDIO_JOB_TIMEOUT_S", base.job_timeout_s)),
+            peak_vram_gb=peak,
+            poll_interval_s=float(env.get("STUDIO_POLL_INTERVAL_S", base.poll_interval_s)),
+            auth=parse_auth(env.get("STUDIO_AUTH", "")),
+            api_key=env.get("STUDIO_API_KEY") or None,
+            oom_retry=env.get("STUDIO_OOM_RETRY", "").lower() in ("1", "true", "yes"),
+            scheduling=env.get("STUDIO_SCHEDULING", base.scheduling),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+
+def parse_auth(raw: str) -> tuple[tuple[str, str], ...]:
+    """`"user:pass,user2:pass2"` → pairs; a malformed entry is an error, not a silent skip."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise ValueError(f"STUDIO_AUTH entry {item!r} is not 'user:password'")
+        pairs.append((user, password))
+    return tuple(pairs)
