@@ -1,1 +1,101 @@
-import sys; print("stub")
+"""Banana Studio entry point: `python app.py` serves the studio; `health`, `warmup`, `free` are
+the operations guide's runbook steps as commands. Wiring only: settings → context → routes → UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from contextlib import asynccontextmanager
+
+os.environ.setdefault(
+    "GRADIO_ANALYTICS_ENABLED", "False"
+)  # before gradio is imported: no telemetry
+
+from backend.settings import Settings  # noqa: E402
+
+COMMANDS = ("serve", "health", "warmup", "free")
+
+
+def create_app(settings: Settings):
+    """The FastAPI app: our HTTP routes first (the Gradio mount at "/" catches the rest)."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from backend.context import build_context
+    from backend.http_api import build_api_router
+    from ui.app import build_ui, launch_options
+
+    ctx = build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await ctx.aclose()
+
+    app = FastAPI(title="Banana Studio", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.studio_context = ctx
+    app.include_router(build_api_router(ctx))
+    return gr.mount_gradio_app(
+        app,
+        build_ui(ctx),
+        path="/",
+        auth=list(settings.auth) or None,
+        max_file_size=settings.max_upload_bytes,
+        footer_links=["api"],
+        ssr_mode=False,
+        **launch_options(),
+    )
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="app.py", description=__doc__)
+    parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS)
+    parser.add_argument("--host", help="interface to serve on (default 127.0.0.1)")
+    parser.add_argument("--listen", action="store_true", help="serve on all interfaces (LAN)")
+    parser.add_argument("--port", type=int, help="port (default 7860, or $PORT)")
+    parser.add_argument("--comfy-url", help="ComfyUI base URL (default $COMFYUI_URL)")
+    parser.add_argument("--url", help="for `health`: the studio to probe")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if args.comfy_url:
+        overrides["comfy_url"] = args.comfy_url.rstrip("/")
+    if args.listen:
+        overrides["host"] = "0.0.0.0"
+    elif args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    return Settings.from_env(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:  # a malformed STUDIO_* variable: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command != "serve":
+        from backend.cli import main as cli_main
+
+        return cli_main([args.command, *(["--url", args.url] if args.url else [])], settings)
+
+    import uvicorn
+
+    print(
+        f"Banana Studio on http://{settings.host}:{settings.port} (ComfyUI: {settings.comfy_url})"
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

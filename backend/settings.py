@@ -119,12 +119,21 @@ class Settings:
             base,
             comfy_url=env.get("COMFYUI_URL", base.comfy_url).rstrip("/"),
             host=env.get("STUDIO_HOST", base.host),
-            port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or env.get("STUDIO_PORT") or base.port),
+            port=int(
+                env.get("PORT")
+                or env.get("GRADIO_SERVER_PORT")
+                or env.get("STUDIO_PORT")
+                or base.port
+            ),
             workflows_dir=Path(env.get("STUDIO_WORKFLOWS_DIR", str(base.workflows_dir))),
             models=models,
             sampling=sampling,
-            max_generate_pixels=int(env.get("STUDIO_MAX_GENERATE_PIXELS", base.max_generate_pixels)),
-            max_sampling_pixels=int(env.get("STUDIO_MAX_SAMPLING_PIXELS", base.max_sampling_pixels)),
+            max_generate_pixels=int(
+                env.get("STUDIO_MAX_GENERATE_PIXELS", base.max_generate_pixels)
+            ),
+            max_sampling_pixels=int(
+                env.get("STUDIO_MAX_SAMPLING_PIXELS", base.max_sampling_pixels)
+            ),
             max_input_pixels=int(env.get("STUDIO_MAX_INPUT_PIXELS", base.max_input_pixels)),
             max_upload_bytes=int(env.get("STUDIO_MAX_UPLOAD_BYTES", base.max_upload_bytes)),
             max_outpaint_pad=int(env.get("STUDIO_MAX_OUTPAINT_PAD", base.max_outpaint_pad)),
