@@ -1,0 +1,145 @@
+"""Preflight: which node classes and model files a template needs, against what a server has.
+
+Model files are the loader inputs that name a file in a ComfyUI model folder. Models the
+node packs download and manage themselves (Florence-2, SAM 2, BiRefNet) are not folder
+files, so they are not checked here; their packs' node classes are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.workflows.template import Template
+
+# (class, input) → the model folder ComfyUI lists that input from.
+MODEL_INPUTS: dict[tuple[str, str], str] = {
+    ("UNETLoader", "unet_name"): "diffusion_models",
+    ("CLIPLoader", "clip_name"): "text_encoders",
+    ("VAELoader", "vae_name"): "vae",
+    ("LoraLoaderModelOnly", "lora_name"): "loras",
+    ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
+}
+
+# Custom-node packs by class, for messages that say what to install.
+PACK_CLASSES: dict[str, tuple[str, ...]] = {
+    "ComfyUI-RMBG": ("BiRefNetRMBG", "RMBG", "SAM2Segment", "SAM3Segment"),
+    "ComfyUI-Florence2": (
+        "DownloadAndLoadFlorence2Model",
+        "DownloadAndLoadFlorence2Lora",
+        "Florence2ModelLoader",
+        "Florence2Run",
+    ),
+    "ComfyUI-segment-anything-2": (
+        "DownloadAndLoadSAM2Model",
+        "Sam2Segmentation",
+        "Sam2AutoSegmentation",
+        "Florence2toCoordinates",
+    ),
+    "ComfyUI-GGUF": ("UnetLoaderGGUF", "CLIPLoaderGGUF"),
+}
+PACK_PREFIXES: dict[str, str] = {"LanPaint_": "LanPaint"}
+
+
+def pack_for(class_type: str) -> str | None:
+    """The custom-node pack that provides `class_type`, if we know it."""
+    for pack, classes in PACK_CLASSES.items():
+        if class_type in classes:
+            return pack
+    for prefix, pack in PACK_PREFIXES.items():
+        if class_type.startswith(prefix):
+            return pack
+    return None
+
+
+@dataclass(frozen=True)
+class Requirements:
+    classes: frozenset[str]
+    models: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    missing_classes: tuple[str, ...] = ()
+    # "folder/file name", e.g. "diffusion_models/qwen_image_edit_2511_fp8mixed.safetensors"
+    missing_models: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """One line for people; empty when ready."""
+        parts = []
+        if self.missing_classes:
+            named = []
+            for cls in self.missing_classes:
+                pack = pack_for(cls)
+                named.append(f"{cls} ({pack} pack)" if pack else cls)
+            parts.append("missing node classes: " + ", ".join(named))
+        if self.missing_models:
+            parts.append("missing model files: " + ", ".join(self.missing_models))
+        return "; ".join(parts)
+
+
+def requirements(graph_or_template: Template | Mapping[str, Any]) -> Requirements:
+    graph = (
+        graph_or_template.graph if isinstance(graph_or_template, Template) else graph_or_template
+    )
+    classes: set[str] = set()
+    models: dict[str, set[str]] = {}
+    for node in graph.values():
+        if not isinstance(node, Mapping) or "class_type" not in node:
+            continue
+        class_type = node["class_type"]
+        classes.add(class_type)
+        for name, value in (node.get("inputs") or {}).items():
+            folder = MODEL_INPUTS.get((class_type, name))
+            if folder and isinstance(value, str) and value:
+                models.setdefault(folder, set()).add(value)
+    return Requirements(
+        classes=frozenset(classes), models={f: frozenset(n) for f, n in models.items()}
+    )
+
+
+def _folder_listing_from_schema(object_info: Mapping[str, Any], folder: str) -> set[str]:
+    """A loader's combo in /object_info is the folder listing; used when no listing is given."""
+    names: set[str] = set()
+    for (class_type, input_name), f in MODEL_INPUTS.items():
+        if f != folder:
+            continue
+        spec = object_info.get(class_type, {}).get("input", {}).get("required", {}).get(input_name)
+        if spec and isinstance(spec[0], list):
+            names.update(str(n) for n in spec[0])
+    return names
+
+
+def check_ready(
+    reqs: Requirements,
+    object_info: Mapping[str, Any],
+    models_by_folder: Mapping[str, Iterable[str]] | None = None,
+) -> Readiness:
+    """Compare needs with the server: `object_info` from /object_info, listings from /models/<f>.
+
+    A folder missing from `models_by_folder` (or all of them when it is None) is read from
+    the loader combos in `object_info`, which ComfyUI fills from the same listing.
+    """
+    missing_classes = tuple(sorted(c for c in reqs.classes if c not in object_info))
+    missing_models: list[str] = []
+    for folder in sorted(reqs.models):
+        if models_by_folder is not None and folder in models_by_folder:
+            have = {_normalise(n) for n in models_by_folder[folder]}
+        else:
+            have = {_normalise(n) for n in _folder_listing_from_schema(object_info, folder)}
+        for name in sorted(reqs.models[folder]):
+            if _normalise(name) not in have:
+                missing_models.append(f"{folder}/{name}")
+    return Readiness(
+        ready=not missing_classes and not missing_models,
+        missing_classes=missing_classes,
+        missing_models=tuple(missing_models),
+    )
+
+
+def _normalise(name: str) -> str:
+    # Windows servers list sub-folder files with backslashes.
+    return name.replace("\\", "/")
