@@ -1,0 +1,358 @@
+"""One poller of ComfyUI's `/system_stats` + `/queue` for every viewer.
+
+`snapshot()` never blocks and never raises: it returns the latest poll and marks that someone is
+watching. The poll task runs only while someone asked in the last minute, so the request rate to
+ComfyUI does not depend on how many pages are open. Readiness (which node classes and model
+files each mode needs vs what the server has) is re-checked every ~30 s and right after ComfyUI
+comes back. Error texts never contain ComfyUI's URL: they end up in the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from backend.settings import MODES, Settings
+
+log = logging.getLogger(__name__)
+
+WATCH_WINDOW_S = 60.0        # keep polling this long after the last snapshot()
+READINESS_EVERY_S = 30.0
+POLL_TIMEOUT_S = 10.0        # one poll never hangs the loop longer than this
+SWAP_COST_S = (5.0, 10.0)    # the operations guide: a mode switch costs 5-10 s of model load
+GB = 1024**3
+
+# Modes that run on the same diffusion model: switching between them costs no swap.
+MODEL_FAMILY: dict[str, str] = {
+    "generate": "generation model",
+    "edit": "edit model",
+    "multiref": "edit model",
+    "region_edit": "edit model",
+    "inpaint": "edit model",
+    "outpaint": "edit model",
+    "remove_background": "background-removal model",
+}
+
+
+@dataclass(frozen=True)
+class ModeStatus:
+    mode: str
+    ready: bool | None            # None: not checked yet (or ComfyUI offline)
+    missing: str                  # "" when ready; else what to install, in words
+    peak_vram_gb: float
+    fits: bool | None             # None when VRAM is unknown
+    note: str
+
+
+@dataclass(frozen=True)
+class MonitorSnapshot:
+    online: bool
+    error: str | None
+    comfyui_version: str | None = None
+    checked_at: float | None = None          # time.time() of the poll; None before the first
+    websocket_connected: bool = False
+    device_name: str | None = None
+    vram_total: int | None = None            # bytes
+    vram_free: int | None = None
+    ram_total: int | None = None
+    ram_free: int | None = None
+    queue_running: tuple[str, ...] = ()
+    queue_pending: tuple[str, ...] = ()
+    last_mode: str | None = None
+    loaded_model: str | None = None
+    swap_cost_s: tuple[float, float] = SWAP_COST_S
+    modes: Mapping[str, ModeStatus] = field(default_factory=dict)
+
+
+def offline_message(exc: BaseException, comfy_url: str = "") -> str:
+    """A sentence for the browser: what is wrong, what to do, never the URL."""
+    name = type(exc).__name__
+    if name in ("ComfyUnreachable", "ConnectError", "ConnectTimeout", "OSError"):
+        text = "ComfyUI is not reachable. Check that it is running and that COMFYUI_URL is right."
+    elif isinstance(exc, asyncio.TimeoutError | TimeoutError) or "Timeout" in name:
+        text = "ComfyUI did not answer in time; it may be busy loading a model or overloaded."
+    else:
+        text = getattr(exc, "message", None) or f"ComfyUI answered unexpectedly ({name})."
+    return scrub(text, comfy_url)
+
+
+def scrub(text: str, comfy_url: str) -> str:
+    """Remove ComfyUI's address from a text that may reach the browser."""
+    if not comfy_url:
+        return text
+    parts = urlsplit(comfy_url)
+    for secret in filter(None, (comfy_url, parts.netloc, parts.hostname)):
+        text = text.replace(secret, "ComfyUI")
+    return text
+
+
+class Monitor:
+    def __init__(self, client: Any, settings: Settings, library: Any, studio: Any = None) -> None:
+        self._client = client
+        self._settings = settings
+        self._library = library
+        self._studio = studio
+        self._snap = MonitorSnapshot(
+            online=False,
+            error="Checking ComfyUI…",
+            modes={m: self._mode_status(m, None, "", None, None) for m in MODES},
+        )
+        self._readiness: dict[str, tuple[bool | None, str]] = {}
+        self._readiness_at = 0.0
+        self._last_watch = 0.0
+        self._last_mode: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._poll_lock: asyncio.Lock | None = None
+        self.polls = 0           # how many polls reached out to ComfyUI (tests, bench)
+
+    # -- public ----------------------------------------------------------------------------
+    def snapshot(self) -> MonitorSnapshot:
+        """The latest poll, immediately. Marks "someone is watching" and starts the poller."""
+        self._last_watch = time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and (self._task is None or self._task.done()):
+            self.start()
+        elif self._loop is not None and self._wake is not None and loop is not self._loop:
+            # Called from a worker thread (a sync Gradio handler): wake the poller safely.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake.set)
+        elif self._wake is not None:
+            self._wake.set()
+        return self._with_studio_state(self._snap)
+
+    async def refresh_now(self) -> MonitorSnapshot:
+        """Poll right away (not counted as watching) and return the fresh snapshot."""
+        await self._poll()
+        return self._with_studio_state(self._snap)
+
+    async def free_vram(self) -> str:
+        """POST /free (unload models, free memory), then refresh; a sentence for the UI."""
+        before = self._snap.vram_free
+        try:
+            await asyncio.wait_for(self._client.free(), POLL_TIMEOUT_S)
+        except Exception as exc:  # a sentence, never an exception, for the button
+            log.warning("free VRAM failed: %s", exc)
+            return "Could not free VRAM: " + offline_message(exc, self._settings.comfy_url)
+        self._last_mode = None
+        snap = await self.refresh_now()
+        if before is None or snap.vram_free is None:
+            return "Asked ComfyUI to unload its models and free memory."
+        freed = max(0, snap.vram_free - before)
+        free_now = f"{snap.vram_free / GB:.1f} GB free now"
+        if freed < GB / 10:
+            return f"Nothing to free: no model was loaded ({free_now})."
+        return f"Freed {freed / GB:.1f} GB ({free_now})."
+
+    def record_run(self, mode: str) -> None:
+        """Tell the monitor which mode ran last, when the studio does not say so itself."""
+        self._last_mode = mode
+
+    def start(self) -> None:
+        """Start the poll task on the running loop (idempotent)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = self._loop.create_task(self._run(), name="comfyui-monitor")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await task
+
+    # -- the poll loop ----------------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if time.monotonic() - self._last_watch > WATCH_WINDOW_S:
+                # Nobody watching: sleep until the next snapshot() wakes us.
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # _poll handles ComfyUI errors; this is a bug guard
+                log.exception("monitor poll crashed")
+            await asyncio.sleep(self._settings.poll_interval_s)
+
+    def _lock(self) -> asyncio.Lock:
+        if self._poll_lock is None:
+            self._poll_lock = asyncio.Lock()
+        return self._poll_lock
+
+    async def _poll(self) -> None:
+        async with self._lock():
+            self.polls += 1
+            was_online = self._snap.online
+            try:
+                stats, queue = await asyncio.wait_for(
+                    asyncio.gather(self._client.system_stats(), self._client.queue()),
+                    POLL_TIMEOUT_S,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if was_online or self._snap.checked_at is None:
+                    log.warning("ComfyUI went offline: %s", exc)
+                self._snap = replace(
+                    self._snap,
+                    online=False,
+                    error=offline_message(exc, self._settings.comfy_url),
+                    checked_at=time.time(),
+                    websocket_connected=bool(getattr(self._client, "connected", False)),
+                    queue_running=(),
+                    queue_pending=(),
+                )
+                self._readiness_at = 0.0    # re-check as soon as it is back
+                self._snap = replace(self._snap, modes=self._modes(self._snap))
+                return
+            if not was_online and self._snap.checked_at is not None:
+                log.info("ComfyUI is online again")
+            device = stats.devices[0] if stats.devices else None
+            snap = MonitorSnapshot(
+                online=True,
+                error=None,
+                comfyui_version=stats.comfyui_version,
+                checked_at=time.time(),
+                websocket_connected=bool(getattr(self._client, "connected", False)),
+                device_name=device.name if device else None,
+                vram_total=device.vram_total if device else None,
+                vram_free=device.vram_free if device else None,
+                ram_total=stats.ram_total,
+                ram_free=stats.ram_free,
+                queue_running=tuple(i.prompt_id for i in queue.running),
+                queue_pending=tuple(i.prompt_id for i in queue.pending),
+            )
+            reconnected = not was_online or (
+                snap.websocket_connected and not self._snap.websocket_connected
+            )
+            if reconnected or time.monotonic() - self._readiness_at > READINESS_EVERY_S:
+                await self._check_readiness()
+            self._snap = replace(snap, modes=self._modes(snap))
+
+    # -- readiness and fit ------------------------------------------------------------------
+    async def _check_readiness(self) -> None:
+        try:
+            result = await asyncio.wait_for(self._readiness_by_mode(), POLL_TIMEOUT_S * 3)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            return    # keep the previous answer; retried on the next poll
+        self._readiness = result
+        self._readiness_at = time.monotonic()
+
+    async def _readiness_by_mode(self) -> dict[str, tuple[bool | None, str]]:
+        from backend.workflows import check_ready, requirements
+
+        object_info = await self._client.object_info()
+        listings: dict[str, set[str]] = {}
+        result: dict[str, tuple[bool | None, str]] = {}
+        for mode in MODES:
+            try:
+                reqs = requirements(self._library.get(mode))
+            except Exception as exc:  # a missing or broken template is a readiness answer
+                result[mode] = (False, getattr(exc, "message", None) or str(exc))
+                continue
+            for folder in reqs.models:
+                if folder not in listings:
+                    try:
+                        listings[folder] = set(await self._client.models(folder))
+                    except Exception:  # unknown folder (404): nothing installed there
+                        listings[folder] = set()
+            ready = check_ready(reqs, object_info, listings)
+            result[mode] = (bool(ready.ready), describe_missing(ready))
+        return result
+
+    def _modes(self, snap: MonitorSnapshot) -> dict[str, ModeStatus]:
+        last = self._current_last_mode()
+        out = {}
+        for mode in MODES:
+            # Offline: keep the last known answer (None until the first check).
+            ready, missing = self._readiness.get(mode, (None, ""))
+            out[mode] = self._mode_status(mode, ready, missing, snap.vram_free, last)
+        return out
+
+    def _mode_status(
+        self, mode: str, ready: bool | None, missing: str, vram_free: int | None, last: str | None
+    ) -> ModeStatus:
+        peak = float(self._settings.peak_vram_gb.get(mode, 0.0))
+        fits, note = estimate_fit(mode, peak, vram_free, last, self._settings.peak_vram_gb)
+        return ModeStatus(mode, ready, missing, peak, fits, note)
+
+    # -- what the studio ran last -------------------------------------------------------------
+    def _current_last_mode(self) -> str | None:
+        mode = getattr(self._studio, "last_mode", None)
+        return mode if isinstance(mode, str) else self._last_mode
+
+    def _with_studio_state(self, snap: MonitorSnapshot) -> MonitorSnapshot:
+        last = self._current_last_mode()
+        loaded = getattr(self._studio, "loaded_model", None)
+        if not isinstance(loaded, str):
+            loaded = MODEL_FAMILY.get(last) if last else None
+        if last == snap.last_mode and loaded == snap.loaded_model:
+            return snap
+        return replace(snap, last_mode=last, loaded_model=loaded)
+
+
+def describe_missing(readiness: Any) -> str:
+    """What to install, in words ("" when ready)."""
+    message = getattr(readiness, "message", None)
+    if isinstance(message, str):
+        return message
+    return "; ".join(
+        f"missing {label}: " + ", ".join(map(str, items))
+        for label, items in (
+            ("node classes", getattr(readiness, "missing_classes", ())),
+            ("model files", getattr(readiness, "missing_models", ())),
+        )
+        if items
+    )
+
+
+def estimate_fit(
+    mode: str,
+    peak_gb: float,
+    vram_free: int | None,
+    last_mode: str | None,
+    peaks: Mapping[str, float],
+) -> tuple[bool | None, str]:
+    """Will this mode's peak fit? Free VRAM plus what ComfyUI holds for the last mode.
+
+    Kept simple on purpose: ComfyUI unloads (or reuses) the model it holds when another mode
+    needs the memory, so the last mode's peak is counted as available. Other services on a
+    shared GPU are what the free figure already excludes.
+    """
+    if vram_free is None:
+        return None, f"needs ~{peak_gb:.0f} GB; free VRAM unknown"
+    free_gb = vram_free / GB
+    held_gb = float(peaks.get(last_mode, 0.0)) if last_mode else 0.0
+    available = free_gb + held_gb
+    fits = available >= peak_gb
+    if last_mode and MODEL_FAMILY.get(last_mode) == MODEL_FAMILY.get(mode):
+        note = f"needs ~{peak_gb:.0f} GB; the {MODEL_FAMILY[mode]} is already loaded"
+    elif last_mode:
+        note = (
+            f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB free + ~{held_gb:.0f} GB ComfyUI frees "
+            f"by unloading the {MODEL_FAMILY.get(last_mode, last_mode)} (swap costs 5-10 s)"
+        )
+    else:
+        note = f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB free"
+    if not fits:
+        note += " — may run out of memory: lower the resolution or free VRAM on the GPU"
+    return fits, note

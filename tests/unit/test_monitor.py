@@ -1,0 +1,226 @@
+"""Monitor: one poller for every viewer, offline → online, free VRAM, fit estimates.
+
+A stub client stands in for ComfyUI here (the integration and API tiers use the fake server):
+it counts calls, can go offline, and frees memory on POST /free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from backend import monitor as monitor_mod
+from backend.comfy.types import Device, QueueItem, QueueSnapshot, SystemStats
+from backend.monitor import GB, Monitor, estimate_fit
+from backend.settings import MODES, Settings
+from backend.workflows import TemplateLibrary, requirements
+
+SECRET_URL = "http://10.9.8.7:8188"
+
+
+class StubClient:
+    def __init__(self, library: TemplateLibrary, settings: Settings) -> None:
+        self.online = True
+        self.connected = True
+        self.vram_total = 48 * GB
+        self.vram_free = 10 * GB
+        self.calls: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        # Every class the templates use, so every mode is ready unless a test removes one.
+        classes = set()
+        for mode in MODES:
+            classes |= requirements(library.get(mode)).classes
+        self.object_info_body = {name: {} for name in classes}
+        m = settings.models
+        self.listings = {
+            "diffusion_models": [m.generate_unet, m.edit_unet],
+            "text_encoders": [m.text_encoder],
+            "vae": [m.vae],
+        }
+
+    async def _call(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)
+            if not self.online:
+                import httpx
+
+                raise httpx.ConnectError(f"All connection attempts failed ({SECRET_URL})")
+        finally:
+            self.in_flight -= 1
+
+    async def system_stats(self) -> SystemStats:
+        await self._call("system_stats")
+        return SystemStats(
+            "0.3.64", 64 * GB, 32 * GB, [Device("cuda:0 RTX", "cuda", self.vram_total, self.vram_free)]
+        )
+
+    async def queue(self) -> QueueSnapshot:
+        await self._call("queue")
+        return QueueSnapshot(running=[QueueItem(1, "p-run")], pending=[QueueItem(2, "p-wait")])
+
+    async def object_info(self) -> dict:
+        await self._call("object_info")
+        return self.object_info_body
+
+    async def models(self, folder: str) -> list[str]:
+        await self._call("models")
+        return self.listings.get(folder, [])
+
+    async def free(self, unload_models: bool = True, free_memory: bool = True) -> None:
+        await self._call("free")
+        self.vram_free = 38 * GB + GB // 10
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env({}, comfy_url=SECRET_URL, poll_interval_s=3600.0)
+
+
+@pytest.fixture
+def library(settings: Settings) -> TemplateLibrary:
+    return TemplateLibrary(settings.workflows_dir)
+
+
+@pytest.fixture
+async def monitor_and_client(settings, library):
+    client = StubClient(library, settings)
+    monitor = Monitor(client, settings, library, studio=None)
+    yield monitor, client
+    await monitor.aclose()
+
+
+async def wait_for(predicate) -> None:
+    async with asyncio.timeout(5.0):
+        for _ in iter(predicate, True):   # poll the condition; the poller runs in between
+            await asyncio.sleep(0.01)
+
+
+async def test_many_viewers_share_one_poll(monitor_and_client):
+    monitor, client = monitor_and_client
+    first = monitor.snapshot()
+    assert first.online is False and first.checked_at is None   # never blocks, never raises
+
+    async def viewer() -> None:
+        for _ in range(20):
+            monitor.snapshot()
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(viewer() for _ in range(25)))
+    await wait_for(lambda: monitor.snapshot().checked_at is not None)
+    # 500 snapshots from 25 viewers inside one poll interval: exactly one poll reached ComfyUI.
+    assert client.calls["system_stats"] == 1
+    assert client.calls["queue"] == 1
+    assert client.max_in_flight <= 2     # system_stats and queue together, never more
+    snap = monitor.snapshot()
+    assert snap.online and snap.error is None
+    assert snap.comfyui_version == "0.3.64"
+    assert snap.queue_running == ("p-run",) and snap.queue_pending == ("p-wait",)
+    assert snap.vram_total == 48 * GB and snap.device_name == "cuda:0 RTX"
+    assert all(snap.modes[m].ready is True for m in MODES)
+
+
+async def test_poller_stops_when_nobody_watches(settings, library, monkeypatch):
+    monkeypatch.setattr(monitor_mod, "WATCH_WINDOW_S", 0.05)
+    client = StubClient(library, settings)
+    monitor = Monitor(client, dataclasses.replace(settings, poll_interval_s=0.01), library)
+    try:
+        monitor.snapshot()
+        await wait_for(lambda: monitor.polls >= 2)
+        await asyncio.sleep(0.1)            # past the watch window: the loop goes to sleep
+        idle_polls = monitor.polls
+        await asyncio.sleep(0.1)
+        assert monitor.polls == idle_polls  # no viewer, no traffic to ComfyUI
+        monitor.snapshot()                  # a viewer comes back: polling resumes
+        await wait_for(lambda: monitor.polls > idle_polls)
+    finally:
+        await monitor.aclose()
+
+
+async def test_offline_then_online_again(monitor_and_client):
+    monitor, client = monitor_and_client
+    client.online = False
+    snap = await monitor.refresh_now()
+    assert snap.online is False
+    assert snap.error and "not reachable" in snap.error
+    assert "10.9.8.7" not in snap.error and "8188" not in snap.error   # the browser sees this
+    assert snap.queue_running == ()
+    assert all(status.ready is None for status in snap.modes.values())
+
+    client.online = True
+    snap = await monitor.refresh_now()
+    assert snap.online is True and snap.error is None
+    assert client.calls["object_info"] == 1          # readiness checked as soon as it is back
+    await monitor.refresh_now()
+    assert client.calls["object_info"] == 1          # …and not on every poll
+
+
+async def test_readiness_names_what_is_missing(monitor_and_client):
+    monitor, client = monitor_and_client
+    del client.object_info_body["LanPaint_KSampler"]
+    client.listings["diffusion_models"] = [client.listings["diffusion_models"][0]]  # no edit model
+    snap = await monitor.refresh_now()
+    assert snap.modes["generate"].ready is True and snap.modes["generate"].missing == ""
+    assert snap.modes["remove_background"].ready is True
+    inpaint = snap.modes["inpaint"]
+    assert inpaint.ready is False
+    assert "LanPaint_KSampler" in inpaint.missing
+    assert "qwen_image_edit_2511_fp8mixed.safetensors" in inpaint.missing
+    assert snap.modes["edit"].ready is False and "LanPaint" not in snap.modes["edit"].missing
+
+
+async def test_free_vram_reports_what_was_freed(monitor_and_client):
+    monitor, client = monitor_and_client
+    await monitor.refresh_now()
+    message = await monitor.free_vram()
+    assert client.calls["free"] == 1
+    assert message.startswith("Freed 28.1 GB")
+    assert monitor.snapshot().vram_free == client.vram_free
+
+
+async def test_free_vram_offline_is_a_sentence(monitor_and_client):
+    monitor, client = monitor_and_client
+    client.online = False
+    message = await monitor.free_vram()
+    assert message.startswith("Could not free VRAM")
+    assert "10.9.8.7" not in message
+
+
+async def test_fit_counts_what_the_last_mode_holds(settings, library):
+    class Studio:
+        last_mode = "generate"
+
+    client = StubClient(library, settings)
+    client.vram_free = 3 * GB
+    monitor = Monitor(client, settings, library, studio=Studio())
+    try:
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    assert snap.last_mode == "generate"
+    assert snap.modes["generate"].fits is True          # its model is already resident
+    assert "already loaded" in snap.modes["generate"].note
+    assert snap.modes["edit"].fits is True              # ComfyUI unloads the generator
+    assert "unloading" in snap.modes["edit"].note
+    assert snap.modes["region_edit"].fits is True       # 3 + 30 >= 33
+    assert snap.swap_cost_s == (5.0, 10.0)
+
+
+def test_estimate_fit_on_a_crowded_gpu():
+    peaks = Settings().peak_vram_gb
+    fits, note = estimate_fit("generate", 30.0, 3 * GB, None, peaks)
+    assert fits is False and "lower the resolution" in note
+    assert estimate_fit("remove_background", 3.0, 3 * GB, None, peaks)[0] is True
+    assert estimate_fit("edit", 30.0, None, None, peaks)[0] is None
+
+
+def test_snapshot_without_a_loop_does_not_raise(settings, library):
+    monitor = Monitor(StubClient(library, settings), settings, library)
+    snap = monitor.snapshot()
+    assert snap.online is False and snap.error
+    assert set(snap.modes) == set(MODES)
