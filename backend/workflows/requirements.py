@@ -81,19 +81,36 @@ class Readiness:
         return "; ".join(parts)
 
 
-def requirements(graph_or_template: Template | Mapping[str, Any]) -> Requirements:
-    graph = (
-        graph_or_template.graph if isinstance(graph_or_template, Template) else graph_or_template
-    )
+def requirements(
+    graph_or_template: Template | Mapping[str, Any],
+    *,
+    model_names: Mapping[str, str | None] | None = None,
+) -> Requirements:
+    """Node classes and folder model files a template (or a bound graph) needs.
+
+    Template file names are only defaults; `model_names` (`{"unet": ..., "clip": ...,
+    "vae": ...}`, by role) replaces them on that role's nodes, as binding would.
+    """
+    if isinstance(graph_or_template, Template):
+        graph = graph_or_template.graph
+        overrides = {
+            node_id: name
+            for role, name in (model_names or {}).items()
+            if name
+            for node_id in graph_or_template.roles.get(role, ())
+        }
+    else:
+        graph, overrides = graph_or_template, {}
     classes: set[str] = set()
     models: dict[str, set[str]] = {}
-    for node in graph.values():
+    for node_id, node in graph.items():
         if not isinstance(node, Mapping) or "class_type" not in node:
             continue
         class_type = node["class_type"]
         classes.add(class_type)
         for name, value in (node.get("inputs") or {}).items():
             folder = MODEL_INPUTS.get((class_type, name))
+            value = overrides.get(node_id, value) if folder else value
             if folder and isinstance(value, str) and value:
                 models.setdefault(folder, set()).add(value)
     return Requirements(

@@ -289,3 +289,11 @@ def test_check_ready_reads_loader_combos_when_no_listing() -> None:
     assert check_ready(reqs, schema).ready
     schema["VAELoader"]["input"]["required"]["vae_name"] = [["other.safetensors"]]
     assert check_ready(reqs, schema).missing_models == ("vae/qwen_image_vae.safetensors",)
+
+
+def test_requirements_use_the_configured_model_names(library: TemplateLibrary) -> None:
+    reqs = requirements(
+        library.get("edit"), model_names={"unet": "my_edit.safetensors", "vae": None}
+    )
+    assert reqs.models["diffusion_models"] == {"my_edit.safetensors"}
+    assert reqs.models["vae"] == {"qwen_image_vae.safetensors"}
