@@ -265,7 +265,9 @@ class Monitor:
         result: dict[str, tuple[bool | None, str]] = {}
         for mode in MODES:
             try:
-                reqs = requirements(self._library.get(mode))
+                reqs = requirements(
+                    self._library.get(mode), model_names=model_names(mode, self._settings)
+                )
             except Exception as exc:  # a missing or broken template is a readiness answer
                 result[mode] = (False, getattr(exc, "message", None) or str(exc))
                 continue
@@ -308,6 +310,13 @@ class Monitor:
         if last == snap.last_mode and loaded == snap.loaded_model:
             return snap
         return replace(snap, last_mode=last, loaded_model=loaded)
+
+
+def model_names(mode: str, settings: Settings) -> dict[str, str]:
+    """The files the studio will bind (settings), not the template's defaults."""
+    m = settings.models
+    unet = m.generate_unet if mode == "generate" else m.edit_unet
+    return {"unet": unet, "clip": m.text_encoder, "vae": m.vae}
 
 
 def describe_missing(readiness: Any) -> str:

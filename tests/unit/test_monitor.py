@@ -224,3 +224,18 @@ def test_snapshot_without_a_loop_does_not_raise(settings, library):
     snap = monitor.snapshot()
     assert snap.online is False and snap.error
     assert set(snap.modes) == set(MODES)
+
+
+async def test_readiness_checks_the_files_settings_name(settings, library):
+    custom = dataclasses.replace(
+        settings, models=dataclasses.replace(settings.models, generate_unet="my_qwen.gguf")
+    )
+    client = StubClient(library, settings)     # the server has the default files only
+    monitor = Monitor(client, custom, library)
+    try:
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    assert snap.modes["generate"].ready is False
+    assert "my_qwen.gguf" in snap.modes["generate"].missing
+    assert snap.modes["edit"].ready is True
