@@ -1,0 +1,1 @@
+"""The OpenAI-style HTTP surface: request parsing (schemas), bearer auth, error shapes."""
