@@ -139,8 +139,8 @@ def _hash_params(seed: int, text: str, index: int) -> bytes:
 def pattern(seed: int, text: str, height: int, width: int, index: int = 0) -> np.ndarray:
     """A smooth (H, W, 3) gradient with a soft wave, colours and direction from the hash."""
     h = _hash_params(seed, text, index)
-    c1 = np.array(h[0:3], dtype=np.float32) / 255.0
-    c2 = np.array(h[3:6], dtype=np.float32) / 255.0
+    c1 = np.array(list(h[0:3]), dtype=np.float32) / 255.0
+    c2 = np.array(list(h[3:6]), dtype=np.float32) / 255.0
     angle = h[6] / 255.0 * 2 * math.pi
     freq = 1 + h[7] % 4
     phase = h[8] / 255.0 * 2 * math.pi

@@ -219,7 +219,8 @@ def ellipse_mask(height: int, width: int, box: list[float], edge_px: float = 3.0
     x = (np.arange(width, dtype=np.float32) + 0.5)[None, :]
     y = (np.arange(height, dtype=np.float32) + 0.5)[:, None]
     r = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2)
-    return np.clip((1.0 - r) * min(rx, ry) / edge_px + 0.5, 0.0, 1.0).astype(np.float32)
+    # 0 on the inscribed ellipse, 1 from edge_px inside it: the mask never leaves the box.
+    return np.clip((1.0 - r) * min(rx, ry) / edge_px, 0.0, 1.0).astype(np.float32)
 
 
 def _points(coordinates: str | None) -> list[tuple[float, float]]:
