@@ -141,8 +141,9 @@ def load_template(path: Path | str) -> Template:
         raise TemplateError(f"{path} could not be read as JSON: {exc}", detail=repr(exc)) from exc
     graph = parse_graph(data, path)
     roles = find_roles(graph, path)
-    for role in sorted(MODE_ROLES[mode] - roles.keys()):
-        raise MissingRole(mode, path, role)
+    missing = sorted(MODE_ROLES[mode] - roles.keys())
+    if missing:
+        raise MissingRole(mode, path, missing[0])
     return Template(mode=mode, variant=variant, path=path, graph=graph, roles=roles)
 
 
