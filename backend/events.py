@@ -1,0 +1,90 @@
+"""The events of one job (`studio.run(request)`): small immutable values, in this order:
+Queued → Started → (Progress | Preview)* → Finished | Failed. Errors are events too.
+
+Re-exported by `backend.jobs`, where callers import them from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+# Failed.kind values, for the UI, the API's status codes and the metrics' labels.
+FAILURE_KINDS = (
+    "invalid_input",
+    "unreachable",
+    "rejected",
+    "missing_models",
+    "out_of_memory",
+    "execution",
+    "interrupted",
+    "timeout",
+    "lost",
+)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """ComfyUI accepted the prompt; `position` prompts run before it (0 = next or running).
+    Sent again when the position changes, and for the second pass of a region edit."""
+
+    position: int
+    prompt_id: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """ComfyUI began this job; `loading_models` when its diffusion model differs from the
+    previous job's on this server (expect 5-10 s of model loading)."""
+
+    loading_models: bool
+
+
+@dataclass(frozen=True)
+class Progress:
+    """`fraction` 0..1 weighs nodes 20% and sampler steps 80%; `step`/`total` are the running
+    sampler's (None outside samplers); `eta_s` from the step rate (None until known)."""
+
+    fraction: float
+    step: int | None = None
+    total: int | None = None
+    node_label: str = ""
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The result. `timings` has upload_s, queued_s, run_s, total_s (seconds); `workflow`
+    is the exact graph submitted; `extras` e.g. {"mask": the mask used}; `info` sentences
+    for the user (inputs scaled, pads adjusted, retried at a lower resolution, ...)."""
+
+    images: list[Image.Image]
+    seed: int
+    timings: dict[str, float]
+    workflow: dict[str, Any]
+    mode: str
+    extras: dict[str, Image.Image] = field(default_factory=dict)
+    models_loaded: bool = False
+    info: tuple[str, ...] = ()
+    prompt_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """`message` is for people (what happened, what to do); `detail` for logs; `kind` one of
+    FAILURE_KINDS; `field` the request field at fault for invalid_input."""
+
+    message: str
+    detail: str = ""
+    kind: str = "execution"
+    field: str | None = None
+
+
+JobEvent = Queued | Started | Progress | Preview | Finished | Failed

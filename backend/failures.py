@@ -1,0 +1,133 @@
+"""ComfyUI errors → `Failed` events with a message a person can act on.
+
+What to install (a model file and where it goes, or a node pack), which node failed, and
+for out-of-memory the operations guide's remedies in its order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from backend.comfy import (
+    ComfyError,
+    ComfyExecutionFailed,
+    ComfyInterrupted,
+    ComfyPromptLost,
+    ComfyRejected,
+    ComfyTimeout,
+    ComfyUnreachable,
+    NodeProblem,
+)
+from backend.events import Failed
+from backend.settings import ModelFiles
+from backend.workflows.requirements import MODEL_INPUTS
+
+# Loader inputs whose choices are models a node pack downloads itself (not folder files).
+PACK_MODEL_INPUTS: dict[tuple[str, str], str] = {
+    ("DownloadAndLoadFlorence2Model", "model"): "florence2",
+    ("DownloadAndLoadSAM2Model", "model"): "sam2",
+    ("BiRefNetRMBG", "model"): "birefnet",
+}
+
+OOM_REMEDIES = (
+    "lower the resolution (1024×1024 → 768×768 saves about 30% of the peak)",
+    "reduce concurrency (one job at a time, batch size 1)",
+    "reduce other services' GPU memory (e.g. vLLM's --gpu-memory-utilization)",
+    "pin ComfyUI to another GPU (CUDA_VISIBLE_DEVICES in its service)",
+    "use the GGUF Q4 model variants (~10 GB instead of ~20 GB per UNet)",
+)
+
+STOPPED = "Stopped."
+LOST = "ComfyUI restarted and lost the queue; run it again."
+
+
+def oom_message(where: str, size: tuple[int, int] | None) -> str:
+    at = f" at {size[0]}×{size[1]}" if size else ""
+    steps = "; ".join(f"{i}) {r}" for i, r in enumerate(OOM_REMEDIES, start=1))
+    return f"ComfyUI ran out of GPU memory in {where}{at}. In this order, try: {steps}."
+
+
+def _setting_for(value: Any, models: ModelFiles) -> str | None:
+    """The STUDIO_MODEL_* variable that named this file, if any."""
+    for f in fields(ModelFiles):
+        if getattr(models, f.name) == value:
+            return f"STUDIO_MODEL_{f.name.upper()}"
+    return None
+
+
+def _missing_model(
+    problem: NodeProblem, graph: Mapping[str, Any] | None, models: ModelFiles
+) -> str | None:
+    """A sentence when the problem is a model the server lacks, else None."""
+    if problem.type != "value_not_in_list" or not problem.class_type or not problem.input_name:
+        return None
+    key = (problem.class_type, problem.input_name)
+    node = f"node {problem.node_id} ({problem.class_type})"
+    if problem.node_id and graph and problem.node_id in graph:
+        title = str((graph[problem.node_id].get("_meta") or {}).get("title") or "")
+        node = f"node {problem.node_id} '{title}' ({problem.class_type})" if title else node
+    value = problem.received
+    if key in MODEL_INPUTS:
+        folder = MODEL_INPUTS[key]
+        setting = _setting_for(value, models)
+        alt = f", or set {setting} to a file that is there" if setting else ""
+        return (
+            f"The model file '{value}' is not on the ComfyUI server ({node}). "
+            f"Put it in ComfyUI's models/{folder}/ folder{alt}."
+        )
+    if key in PACK_MODEL_INPUTS:
+        setting = f"STUDIO_MODEL_{PACK_MODEL_INPUTS[key].upper()}"
+        offered = ", ".join(str(c) for c in (problem.choices or ())[:6])
+        return (
+            f"The {problem.class_type} node does not offer the model '{value}' ({node}); "
+            f"set {setting} to one it offers ({offered}) or update its node pack."
+        )
+    return None
+
+
+def from_comfy_error(
+    exc: ComfyError,
+    *,
+    graph: Mapping[str, Any] | None = None,
+    template: str | None = None,
+    work_size: tuple[int, int] | None = None,
+    models: ModelFiles | None = None,
+) -> Failed:
+    """Map every ComfyError to a Failed event (never raises)."""
+    detail = exc.detail or ""
+    if template:
+        detail = f"template {template}\n{detail}".strip()
+    if isinstance(exc, ComfyRejected):
+        for problem in exc.problems:
+            sentence = _missing_model(problem, graph, models or ModelFiles())
+            if sentence:
+                return Failed(sentence, detail, "missing_models")
+        where = f" (template {template})" if template else ""
+        return Failed(f"{exc.message}{where}", detail, "rejected")
+    if isinstance(exc, ComfyExecutionFailed):
+        where = f"node {exc.node_id}" if exc.node_id else "a node"
+        if exc.node_id and graph and exc.node_id in graph:
+            title = str((graph[exc.node_id].get("_meta") or {}).get("title") or "")
+            where += f" '{title}'" if title else ""
+        if exc.node_type:
+            where += f" ({exc.node_type})"
+        if exc.is_oom:
+            return Failed(oom_message(where, work_size), detail, "out_of_memory")
+        if "FileNotFoundError" in exc.exception_type and "Loader" in (exc.node_type or ""):
+            return Failed(
+                f"A model file could not be found when {where} loaded it: "
+                f"{exc.exception_message}. Put the file in ComfyUI's models folder.",
+                detail, "missing_models",
+            )
+        return Failed(exc.message, detail, "execution")
+    if isinstance(exc, ComfyInterrupted):
+        return Failed(STOPPED, detail, "interrupted")
+    if isinstance(exc, ComfyTimeout):
+        return Failed(exc.message, detail, "timeout")
+    if isinstance(exc, ComfyPromptLost):
+        return Failed(LOST, detail, "lost")
+    if isinstance(exc, ComfyUnreachable):
+        return Failed(exc.message, detail, "unreachable")
+    return Failed(exc.message, detail, "execution")

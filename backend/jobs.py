@@ -1,0 +1,348 @@
+"""The job runner: `Studio(client, settings, library).run(request)` → async JobEvents.
+
+One path to ComfyUI for the UI, the API and the CLI: validate → prepare (decode, scale;
+off the event loop) → upload (content-hash names) → bind (fresh nonce) → execute → fetch the
+#output node's images → finish (full-resolution composite) → Finished. Every expected
+failure is a Failed event, never an exception. Closing the iterator early (aclose, task
+cancel, a closed browser tab) closes client.execute(), which interrupts or deletes the prompt.
+
+Region edit runs twice on one bound graph: first only the #mask_output branch (ComfyUI's
+partial execution), to refuse an empty match; then the whole graph, whose segmentation
+nodes ComfyUI serves from its cache. Both passes report progress as one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from PIL import Image
+
+from backend.comfy import (
+    ComfyError,
+    Executing,
+    ExecutionCached,
+    ExecutionStart,
+    PreviewImage,
+    ProgressMessage,
+    PromptDone,
+    PromptQueued,
+)
+from backend.events import (
+    FAILURE_KINDS,
+    Failed,
+    Finished,
+    JobEvent,
+    Preview,
+    Progress,
+    Queued,
+    Started,
+)
+from backend.failures import from_comfy_error
+from backend.operations import InvalidRequest, Operation, Prepared, operation_for
+from backend.operations.images import decode_output
+from backend.operations.sizing import round_to_grid
+from backend.progress import ProgressTracker
+from backend.settings import Settings
+from backend.workflows import Template, TemplateError, bind, new_nonce
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FAILURE_KINDS",
+    "Failed",
+    "Finished",
+    "JobEvent",
+    "Preview",
+    "Progress",
+    "Queued",
+    "Started",
+    "Studio",
+]
+
+OOM_RETRY_PIXELS = 0.75  # the retry samples 75% of the pixels (sides × ~0.87)
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one attempt (both passes of a region edit)."""
+
+    mode: str
+    model: str | None
+    loading_models: bool
+    tracker: ProgressTracker | None = None
+    announced: bool = False
+    prompt_id: str | None = None
+    queued_at: float = 0.0
+    started_at: float | None = None
+    done: PromptDone | None = None
+    timings: dict[str, float] = field(
+        default_factory=lambda: {"upload_s": 0.0, "queued_s": 0.0, "run_s": 0.0}
+    )
+
+
+class Studio:
+    def __init__(self, client: Any, settings: Settings, library: Any) -> None:
+        self.client = client
+        self.settings = settings
+        self.library = library
+        # What ComfyUI ran last for us (the monitor shows it; Started.loading_models uses it).
+        self.last_mode: str | None = None
+        self.loaded_model: str | None = None
+
+    async def run(self, request: Any) -> AsyncIterator[JobEvent]:
+        started = time.monotonic()
+        first = await self._prepare(request, self.settings)
+        if isinstance(first, Failed):
+            yield first
+            return
+        op, prepared = first
+        oom: Failed | None = None
+        async with aclosing(self._attempt(request, op, prepared, started)) as events:
+            async for event in events:
+                if isinstance(event, Failed) and event.kind == "out_of_memory" and (
+                    self.settings.oom_retry
+                ):
+                    oom = event
+                    break
+                yield event
+        if oom is None:
+            return
+        smaller = await self._smaller(request, op, prepared)
+        if smaller is None:
+            yield oom
+            return
+        retry_request, retried = smaller
+        note = (
+            f"Out of GPU memory at {_size(prepared.work_size)}; "
+            f"retried once at {_size(retried.work_size)}."
+        )
+        log.info("%s: %s", prepared.mode, note)
+        first_s = time.monotonic() - started
+        async with aclosing(
+            self._attempt(retry_request, op, retried, started, (note,), {"oom_retry_after_s": first_s})
+        ) as events:
+            async for event in events:
+                yield event
+
+    # --- preparation ----------------------------------------------------------------------
+
+    async def _prepare(
+        self, request: Any, settings: Settings
+    ) -> tuple[Operation, Prepared] | Failed:
+        try:
+            op = operation_for(request)
+        except (KeyError, AttributeError):
+            return Failed(
+                f"{type(request).__name__} is not a studio request.", "", "invalid_input"
+            )
+        try:
+            op.validate(request, settings)
+            # Decoding and scaling big images is CPU work: keep the event loop free.
+            prepared = await asyncio.to_thread(op.prepare, request, settings)
+        except InvalidRequest as exc:
+            return Failed(exc.message, "", "invalid_input", exc.field)
+        return op, prepared
+
+    async def _smaller(
+        self, request: Any, op: Operation, prepared: Prepared
+    ) -> tuple[Any, Prepared] | None:
+        """The same request one resolution step lower (same seed), or None if it cannot be."""
+        if prepared.work_size is None:
+            return None
+        width, height = prepared.work_size
+        factor = math.sqrt(OOM_RETRY_PIXELS)
+        same_seed = replace(request, seed=prepared.seed)
+        if hasattr(request, "width") and hasattr(request, "height"):
+            retry = replace(
+                same_seed,
+                width=max(256, round_to_grid(width * factor)),
+                height=max(256, round_to_grid(height * factor)),
+            )
+            settings = self.settings
+        else:
+            retry = same_seed
+            budget = int(width * height * OOM_RETRY_PIXELS)
+            settings = replace(self.settings, max_sampling_pixels=budget)
+        again = await self._prepare(retry, settings)
+        if isinstance(again, Failed) or again[1].work_size == prepared.work_size:
+            return None
+        return retry, again[1]
+
+    # --- one attempt ------------------------------------------------------------------------
+
+    async def _attempt(
+        self,
+        request: Any,
+        op: Operation,
+        prepared: Prepared,
+        started: float,
+        notes: tuple[str, ...] = (),
+        extra_timings: Mapping[str, float] | None = None,
+    ) -> AsyncIterator[JobEvent]:
+        model = prepared.diffusion_model
+        run = _Run(prepared.mode, model, model is not None and model != self.loaded_model)
+        run.timings.update(extra_timings or {})
+        try:
+            template: Template = self.library.get(prepared.mode, getattr(request, "variant", None))
+            upload_start = time.monotonic()
+            files = {
+                role: (await self.client.upload_image(data)).load_name
+                for role, data in prepared.uploads.items()
+            }
+            run.timings["upload_s"] = time.monotonic() - upload_start
+            graph = bind(template, _values(template, prepared, files), nonce=new_nonce())
+        except TemplateError as exc:
+            yield Failed(exc.message, exc.detail, "rejected")
+            return
+        except ComfyError as exc:
+            yield from_comfy_error(exc, models=self.settings.models)
+            return
+
+        run.tracker = ProgressTracker(graph)
+        outputs: dict[str, list[Image.Image]] = {}
+        try:
+            precheck = getattr(op, "precheck_role", None)
+            if precheck and precheck in template.output_roles:
+                node = template.output_roles[precheck]
+                async with aclosing(self._follow(graph, run, [node])) as events:
+                    async for event in events:
+                        yield event
+                outputs[precheck] = await self._fetch(run.done, node)
+                try:
+                    op.check_precheck(prepared, outputs[precheck])  # type: ignore[attr-defined]
+                except InvalidRequest as exc:
+                    yield Failed(exc.message, "", "invalid_input", exc.field)
+                    return
+            async with aclosing(self._follow(graph, run, None)) as events:
+                async for event in events:
+                    yield event
+            for role, node in template.output_roles.items():
+                if role not in outputs:
+                    outputs[role] = await self._fetch(run.done, node)
+        except ComfyError as exc:
+            yield from_comfy_error(
+                exc, graph=graph, template=str(template.path), work_size=prepared.work_size,
+                models=self.settings.models,
+            )
+            return
+
+        if not outputs.get("output"):
+            yield Failed(
+                f"ComfyUI finished, but the #output node of {template.path} saved no image.",
+                f"outputs: {run.done.outputs if run.done else None}", "execution",
+            )
+            return
+        try:
+            images, extras = await asyncio.to_thread(op.finish, prepared, outputs)
+        except ValueError as exc:  # e.g. a template whose #mask_output saved nothing
+            yield Failed(f"The result could not be assembled: {exc}.", repr(exc), "execution")
+            return
+        run.timings["total_s"] = time.monotonic() - started
+        yield Finished(
+            images=images,
+            seed=prepared.seed,
+            timings=run.timings,
+            workflow=graph,
+            mode=prepared.mode,
+            extras=extras,
+            models_loaded=run.loading_models,
+            info=prepared.notes + notes,
+            prompt_id=run.prompt_id,
+        )
+
+    async def _follow(
+        self, graph: dict[str, Any], run: _Run, targets: list[str] | None
+    ) -> AsyncIterator[JobEvent]:
+        """One submission: ComfyUI's messages → events; leaves the PromptDone in `run.done`."""
+        tracker = run.tracker
+        assert tracker is not None
+        kwargs: dict[str, Any] = {"timeout": self.settings.job_timeout_s}
+        if targets:
+            kwargs["partial_targets"] = targets
+        run.done = None
+        async with aclosing(self.client.execute(graph, **kwargs)) as stream:
+            async for item in stream:
+                if isinstance(item, PromptQueued):
+                    run.prompt_id, run.queued_at, run.started_at = item.prompt_id, _now(), None
+                    yield Queued(item.position, item.prompt_id)
+                elif isinstance(item, ExecutionStart):
+                    run.started_at = _now()
+                    run.timings["queued_s"] += run.started_at - run.queued_at
+                    started = self._announce(run)
+                    if started:
+                        yield started
+                elif isinstance(item, ExecutionCached) and item.nodes:
+                    yield tracker.cached(item.nodes)
+                elif isinstance(item, Executing) and item.node is not None:
+                    yield tracker.executing(item.node)
+                elif isinstance(item, ProgressMessage):
+                    yield tracker.progress(item.node, item.value, item.max)
+                elif isinstance(item, PreviewImage):
+                    image = _decode_preview(item.image)
+                    if image is not None:
+                        yield Preview(image)
+                elif isinstance(item, PromptDone):
+                    # A result recovered from /history after a socket drop skips the messages.
+                    started = self._announce(run)
+                    if started:
+                        yield started
+                    since = run.started_at if run.started_at is not None else run.queued_at
+                    run.timings["run_s"] += _now() - since
+                    run.done = item
+
+    def _announce(self, run: _Run) -> Started | None:
+        """The job's one Started event; records what this server now has loaded."""
+        if run.announced:
+            return None
+        run.announced = True
+        self.last_mode = run.mode
+        if run.model is not None:
+            self.loaded_model = run.model
+        return Started(run.loading_models)
+
+    async def _fetch(self, done: PromptDone | None, node_id: str) -> list[Image.Image]:
+        """The images one known output node saved (never "the first image in history")."""
+        if done is None:
+            return []
+        refs = done.images(node_id)
+        blobs = await asyncio.gather(*(self.client.view(ref) for ref in refs))
+        return [await asyncio.to_thread(decode_output, blob) for blob in blobs]
+
+
+def _values(template: Template, prepared: Prepared, files: Mapping[str, str]) -> dict[str, Any]:
+    """Role bindings: the operation's values plus the uploaded file names; an optional role
+    the template lacks is left out, any other missing role fails in bind() (MissingRole)."""
+    values: dict[str, Any] = {
+        role: dict(fields)
+        for role, fields in prepared.values.items()
+        if role in template.roles or role not in prepared.optional_roles
+    }
+    for role, name in files.items():
+        values[role] = {"file": name}
+    return values
+
+
+def _decode_preview(data: bytes) -> Image.Image | None:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    except (OSError, SyntaxError, ValueError) as exc:
+        log.debug("skipping an undecodable preview: %s", exc)
+        return None
+
+
+def _size(size: tuple[int, int] | None) -> str:
+    return f"{size[0]}×{size[1]}" if size else "?"
+
+
+def _now() -> float:
+    return time.monotonic()
