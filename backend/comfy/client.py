@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -44,18 +44,11 @@ from backend.comfy.types import (
     Submitted,
     SystemStats,
 )
-from backend.comfy.websocket import ConnectionChanged, Listener, SocketHub
+from backend.comfy.websocket import ConnectionChanged, Listener, SocketHub, ws_url_for
 
 log = logging.getLogger(__name__)
 
 _EMPTY = object()   # marks "200 with an empty body" answers
-
-
-def ws_url_for(base_url: str, client_id: str) -> str:
-    parts = urlsplit(base_url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    path = parts.path.rstrip("/") + "/ws"
-    return urlunsplit((scheme, parts.netloc, path, f"clientId={quote(client_id)}", ""))
 
 
 class ComfyClient:

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
@@ -40,6 +41,14 @@ BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
 # a consumer that stops reading must not grow memory without bound: previews are lossy anyway
 _MAX_QUEUED_PREVIEWS = 64
+
+
+def ws_url_for(base_url: str, client_id: str) -> str:
+    """ComfyUI's websocket URL for an http(s) base URL (a path prefix is kept)."""
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    path = parts.path.rstrip("/") + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, f"clientId={quote(client_id)}", ""))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from backend.comfy import (
     PromptDone,
     PromptQueued,
 )
-from backend.comfy.client import _result_from_history, ws_url_for
+from backend.comfy.client import _result_from_history
+from backend.comfy.websocket import ws_url_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "comfy"
 GRAPH = {
