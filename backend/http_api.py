@@ -96,8 +96,12 @@ def build_api_router(ctx: Any) -> APIRouter:
                 if kind == "Finished":
                     return event
                 if kind == "Failed":
-                    message = scrub(event.message, settings.comfy_url)
-                    raise ApiError.from_failure(event.kind, message)
+                    error = ApiError.from_failure(
+                        event.kind, scrub(event.message, settings.comfy_url)
+                    )
+                    field = getattr(event, "field", None)
+                    error.param = PARAM_NAMES.get(field or "", field)
+                    raise error
         finally:
             await events.aclose()
         raise ApiError(502, "The job ended without a result.", code="no_result")

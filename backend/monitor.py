@@ -258,28 +258,10 @@ class Monitor:
         self._readiness_at = time.monotonic()
 
     async def _readiness_by_mode(self) -> dict[str, tuple[bool | None, str]]:
-        from backend.workflows import check_ready, requirements
+        from backend.preflight import check_modes
 
-        object_info = await self._client.object_info()
-        listings: dict[str, set[str]] = {}
-        result: dict[str, tuple[bool | None, str]] = {}
-        for mode in MODES:
-            try:
-                reqs = requirements(
-                    self._library.get(mode), model_names=model_names(mode, self._settings)
-                )
-            except Exception as exc:  # a missing or broken template is a readiness answer
-                result[mode] = (False, getattr(exc, "message", None) or str(exc))
-                continue
-            for folder in reqs.models:
-                if folder not in listings:
-                    try:
-                        listings[folder] = set(await self._client.models(folder))
-                    except Exception:  # unknown folder (404): nothing installed there
-                        listings[folder] = set()
-            ready = check_ready(reqs, object_info, listings)
-            result[mode] = (bool(ready.ready), describe_missing(ready))
-        return result
+        found = await check_modes(self._client, self._library, self._settings)
+        return {mode: (bool(r.ready), describe_missing(r)) for mode, r in found.items()}
 
     def _modes(self, snap: MonitorSnapshot) -> dict[str, ModeStatus]:
         last = self._current_last_mode()
@@ -310,13 +292,6 @@ class Monitor:
         if last == snap.last_mode and loaded == snap.loaded_model:
             return snap
         return replace(snap, last_mode=last, loaded_model=loaded)
-
-
-def model_names(mode: str, settings: Settings) -> dict[str, str]:
-    """The files the studio will bind (settings), not the template's defaults."""
-    m = settings.models
-    unet = m.generate_unet if mode == "generate" else m.edit_unet
-    return {"unet": unet, "clip": m.text_encoder, "vae": m.vae}
 
 
 def describe_missing(readiness: Any) -> str:
