@@ -21,6 +21,7 @@ from backend.comfy import (
     NodeProblem,
 )
 from backend.events import Failed
+from backend.progress import node_label
 from backend.settings import ModelFiles
 from backend.workflows.requirements import MODEL_INPUTS
 
@@ -49,6 +50,18 @@ def oom_message(where: str, size: tuple[int, int] | None) -> str:
     return f"ComfyUI ran out of GPU memory in {where}{at}. In this order, try: {steps}."
 
 
+def _describe_node(
+    node_id: str | None, class_type: str | None, graph: Mapping[str, Any] | None
+) -> str:
+    """"node 7 'Sampler' (KSampler)": the id, the title people see in ComfyUI, the class."""
+    where = f"node {node_id}" if node_id else "a node"
+    if node_id and graph and node_id in graph:
+        label = node_label(graph[node_id])
+        if label and label != class_type:
+            where += f" '{label}'"
+    return f"{where} ({class_type})" if class_type else where
+
+
 def _setting_for(value: Any, models: ModelFiles) -> str | None:
     """The STUDIO_MODEL_* variable that named this file, if any."""
     for f in fields(ModelFiles):
@@ -64,10 +77,7 @@ def _missing_model(
     if problem.type != "value_not_in_list" or not problem.class_type or not problem.input_name:
         return None
     key = (problem.class_type, problem.input_name)
-    node = f"node {problem.node_id} ({problem.class_type})"
-    if problem.node_id and graph and problem.node_id in graph:
-        title = str((graph[problem.node_id].get("_meta") or {}).get("title") or "")
-        node = f"node {problem.node_id} '{title}' ({problem.class_type})" if title else node
+    node = _describe_node(problem.node_id, problem.class_type, graph)
     value = problem.received
     if key in MODEL_INPUTS:
         folder = MODEL_INPUTS[key]
@@ -107,12 +117,7 @@ def from_comfy_error(
         where = f" (template {template})" if template else ""
         return Failed(f"{exc.message}{where}", detail, "rejected")
     if isinstance(exc, ComfyExecutionFailed):
-        where = f"node {exc.node_id}" if exc.node_id else "a node"
-        if exc.node_id and graph and exc.node_id in graph:
-            title = str((graph[exc.node_id].get("_meta") or {}).get("title") or "")
-            where += f" '{title}'" if title else ""
-        if exc.node_type:
-            where += f" ({exc.node_type})"
+        where = _describe_node(exc.node_id, exc.node_type, graph)
         if exc.is_oom:
             return Failed(oom_message(where, work_size), detail, "out_of_memory")
         if "FileNotFoundError" in exc.exception_type and "Loader" in (exc.node_type or ""):

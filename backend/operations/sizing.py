@@ -17,8 +17,8 @@ GRID = 16
 
 
 def round_to_grid(value: float, grid: int = GRID) -> int:
-    """Nearest multiple of `grid`, never below one grid cell."""
-    return max(grid, int(round(value / grid)) * grid)
+    """Nearest multiple of `grid` (halves round up), never below one grid cell."""
+    return max(grid, math.floor(value / grid + 0.5) * grid)
 
 
 def nearest_multiples(value: int, grid: int = GRID) -> tuple[int, int]:
