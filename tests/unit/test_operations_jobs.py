@@ -76,7 +76,7 @@ class ScriptedClient:
         raise AssertionError("no size in graph")
 
     async def execute(
-        self, graph: dict[str, Any], *, timeout: float | None = None,
+        self, graph: dict[str, Any], *, timeout: float | None = None,  # noqa: ASYNC109
         partial_targets: list[str] | None = None,
     ) -> AsyncIterator[Any]:
         self.calls.append((graph, partial_targets))
