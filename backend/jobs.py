@@ -314,7 +314,13 @@ class Studio:
             return []
         refs = done.images(node_id)
         blobs = await asyncio.gather(*(self.client.view(ref) for ref in refs))
-        return [await asyncio.to_thread(decode_output, blob) for blob in blobs]
+        try:
+            return [await asyncio.to_thread(decode_output, blob) for blob in blobs]
+        except OSError as exc:
+            raise ComfyError(
+                f"ComfyUI's result from node {node_id} is not an image the studio can read.",
+                f"{refs}: {exc}",
+            ) from exc
 
 
 def _values(template: Template, prepared: Prepared, files: Mapping[str, str]) -> dict[str, Any]:
