@@ -1,0 +1,227 @@
+"""The sidebar: ComfyUI status, VRAM/RAM, the queue (and where this session's jobs are),
+loaded models, per-mode readiness and fit, Free VRAM and Warm up.
+
+The 2 s timer only reads `ctx.monitor.snapshot()` (the one shared poller's latest answer),
+off the queue, so a hundred open pages cost ComfyUI nothing extra and never wait behind jobs.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+
+from backend.monitor import scrub
+from ui.controls import TAB_LABELS
+from ui.session import SessionJob, SessionJobs
+from ui.widgets import RUN_CONCURRENCY, RUN_CONCURRENCY_ID, redact
+
+log = logging.getLogger(__name__)
+
+TICK_S = 2.0
+GB = 1024**3
+
+
+def _gb(n: int | None) -> str:
+    return "?" if n is None else f"{n / GB:.1f}"
+
+
+def _bar(label: str, used: int | None, total: int | None, elem: str) -> str:
+    if not total or used is None:
+        return (
+            f"<div class='meter' id='{elem}'><div class='meter-label'><span>{label}</span>"
+            "<span>unknown</span></div><div class='meter-track'></div></div>"
+        )
+    pct = max(0.0, min(100.0, 100.0 * used / total))
+    level = "high" if pct >= 90 else "mid" if pct >= 70 else "low"
+    return (
+        f"<div class='meter' id='{elem}'><div class='meter-label'><span>{label}</span>"
+        f"<span class='meter-value'>{_gb(used)} / {_gb(total)} GB</span></div>"
+        f"<div class='meter-track'><div class='meter-fill {level}' style='width:{pct:.1f}%'>"
+        "</div></div></div>"
+    )
+
+
+def _queue_html(snap: Any, mine: Sequence[SessionJob]) -> str:
+    running, pending = tuple(snap.queue_running), tuple(snap.queue_pending)
+    head = f"<b>{len(running)}</b> running · <b>{len(pending)}</b> waiting"
+    rows = []
+    for job in mine:
+        label = TAB_LABELS.get(job.mode, job.mode)
+        if job.prompt_id in running:
+            where = "running now"
+        elif job.prompt_id in pending:
+            where = f"#{pending.index(job.prompt_id) + 1} in line"
+        else:
+            where = "being sent"
+        rows.append(f"<li><span>{html.escape(label)}</span><span>{where}</span></li>")
+    mine_html = f"<ul class='mine'>{''.join(rows)}</ul>" if rows else ""
+    return f"<div class='queue'><div>{head}</div>{mine_html}</div>"
+
+
+def _mode_rows(snap: Any) -> str:
+    rows = []
+    for mode, label in TAB_LABELS.items():
+        st = snap.modes.get(mode) if snap.modes else None
+        if st is None:
+            continue
+        if st.ready is None:
+            ready = "<span class='badge unknown'>not checked</span>"
+        elif st.ready:
+            ready = "<span class='badge ok'>ready</span>"
+        else:
+            ready = "<span class='badge bad'>missing</span>"
+        if st.fits is None:
+            fit = f"<span class='fit unknown'>{st.peak_vram_gb:.0f} GB</span>"
+        elif st.fits:
+            fit = f"<span class='fit ok'>{st.peak_vram_gb:.0f} GB ✓</span>"
+        else:
+            fit = f"<span class='fit bad'>{st.peak_vram_gb:.0f} GB !</span>"
+        title = html.escape(st.note + (f" — {st.missing}" if st.missing else ""), quote=True)
+        rows.append(
+            f"<div class='mode-row' title=\"{title}\"><span class='mode-name'>"
+            f"{html.escape(label)}</span>{ready}{fit}</div>"
+        )
+    missing = [
+        f"<li><b>{html.escape(TAB_LABELS.get(m, m))}</b>: {html.escape(st.missing)}</li>"
+        for m, st in (snap.modes or {}).items()
+        if st.ready is False and st.missing
+    ]
+    tight = [
+        f"<li><b>{html.escape(TAB_LABELS.get(m, m))}</b>: {html.escape(st.note)}</li>"
+        for m, st in (snap.modes or {}).items()
+        if st.fits is False
+    ]
+    detail = f"<ul class='missing'>{''.join(missing)}</ul>" if missing else ""
+    if tight:
+        detail += f"<div class='side-warn'>Will not fit in free VRAM now:<ul>{''.join(tight)}</ul></div>"
+    head = (
+        "<div class='mode-row mode-head'><span>Mode</span><span>Nodes &amp; models</span>"
+        "<span>Peak VRAM</span></div>"
+    )
+    return f"<div class='modes'>{head}{''.join(rows)}</div>{detail}"
+
+
+def render(snap: Any, mine: Sequence[SessionJob] = (), comfy_url: str = "") -> str:
+    """The sidebar's HTML for one snapshot (pure: unit-testable without a server)."""
+    if snap.online:
+        version = f" · v{html.escape(snap.comfyui_version)}" if snap.comfyui_version else ""
+        ws = "" if snap.websocket_connected else " <span class='hint'>(live updates reconnecting)</span>"
+        head = f"<div class='conn online' id='comfy_state'><span class='dot'></span>ComfyUI online{version}{ws}</div>"
+    else:
+        reason = scrub(snap.error or "", comfy_url)
+        head = (
+            "<div class='conn offline' id='comfy_state'><span class='dot'></span>"
+            "ComfyUI offline — not reachable</div>"
+            f"<div class='hint'>{html.escape(reason)}</div>"
+        )
+    device = f"<div class='hint'>{html.escape(snap.device_name)}</div>" if snap.device_name else ""
+    vram_used = None if snap.vram_total is None or snap.vram_free is None else snap.vram_total - snap.vram_free
+    ram_used = None if snap.ram_total is None or snap.ram_free is None else snap.ram_total - snap.ram_free
+    if snap.last_mode:
+        model = html.escape(snap.loaded_model or "a model")
+        lo, hi = snap.swap_cost_s
+        loaded = (
+            f"<div class='loaded'>Last run: <b>{html.escape(TAB_LABELS.get(snap.last_mode, snap.last_mode))}</b>"
+            f" — the {model} is likely in memory. Switching to another model costs "
+            f"~{lo:.0f}–{hi:.0f} s.</div>"
+        )
+    else:
+        loaded = "<div class='loaded hint'>No run yet: the first run loads its models (5–10 s).</div>"
+    checked = ""
+    if snap.checked_at:
+        checked = f"<div class='hint small'>checked {time.strftime('%H:%M:%S', time.localtime(snap.checked_at))}</div>"
+    return (
+        "<div class='side-panel'>"
+        f"{head}{device}"
+        f"{_bar('VRAM', vram_used, snap.vram_total, 'vram_meter')}"
+        f"{_bar('RAM', ram_used, snap.ram_total, 'ram_meter')}"
+        "<div class='side-title'>Queue</div>"
+        f"{_queue_html(snap, mine)}"
+        "<div class='side-title'>Models</div>"
+        f"{loaded}{_mode_rows(snap)}{checked}"
+        "</div>"
+    )
+
+
+def build_sidebar(
+    demo: gr.Blocks, ctx: Any, sessions: SessionJobs, current_mode: gr.State
+) -> gr.HTML:
+    """Call inside the Blocks; returns the status HTML (the browser tests read it)."""
+    comfy_url = getattr(ctx.settings, "comfy_url", "")
+
+    def snapshot_html(request: gr.Request) -> str:
+        try:
+            snap = ctx.monitor.snapshot()
+        except Exception:  # never let the status panel take the page down
+            log.exception("monitor snapshot failed")
+            return "<div class='conn offline'><span class='dot'></span>Status unavailable</div>"
+        return render(snap, sessions.of(getattr(request, "session_hash", None)), comfy_url)
+
+    with gr.Sidebar(label="Status", open=True, width=330, position="left", elem_id="sidebar"):
+        gr.HTML("<div class='side-brand'>Server status</div>", padding=False)
+        status = gr.HTML("<div class='hint'>Checking ComfyUI…</div>", elem_id="side_status", padding=False)
+        with gr.Row():
+            free = gr.Button("Free VRAM", size="sm", elem_id="free_vram")
+            warm = gr.Button("Warm up this tab", size="sm", elem_id="warm_up")
+        action = gr.Markdown("", elem_id="side_action", elem_classes=["side-action"])
+    timer = gr.Timer(TICK_S)
+    quiet = {"show_progress": "hidden", "queue": False, "api_visibility": "private"}
+    timer.tick(snapshot_html, None, status, **quiet)
+    # Right away on page load too, rather than "Checking…" until the first tick.
+    demo.load(snapshot_html, None, status, **quiet)
+
+    async def on_free(request: gr.Request) -> tuple[str, str]:
+        try:
+            text = await ctx.monitor.free_vram()
+        except Exception as exc:
+            log.warning("free VRAM failed: %s", exc)
+            text = "Could not free VRAM: ComfyUI is not reachable."
+        return redact(text, ctx), snapshot_html(request)
+
+    free.click(on_free, None, [action, status], queue=False, api_visibility="private")
+
+    async def on_warm(mode: str | None, request: gr.Request) -> tuple[str, str]:
+        from backend.warmup import warm_up
+
+        mode = mode or "generate"
+        try:
+            results = await warm_up(ctx.studio, modes=[mode])
+        except Exception as exc:
+            log.warning("warm-up failed: %s", exc)
+            return redact(f"Warm-up failed: {exc}", ctx), snapshot_html(request)
+        return redact(_describe_warmup(results, mode), ctx), snapshot_html(request)
+
+    warm.click(
+        on_warm,
+        [current_mode],
+        [action, status],
+        show_progress="minimal",
+        show_progress_on=[action],
+        concurrency_limit=RUN_CONCURRENCY,
+        concurrency_id=RUN_CONCURRENCY_ID,
+        api_visibility="private",
+    )
+    return status
+
+
+def _describe_warmup(results: Sequence[Any], mode: str) -> str:
+    label = TAB_LABELS.get(mode, mode)
+    if not results:
+        return f"Nothing to warm up for {label}."
+    parts = []
+    for r in results:
+        text = getattr(r, "message", None) or getattr(r, "detail", None)
+        ok = getattr(r, "ok", None)
+        secs = getattr(r, "seconds", None) or getattr(r, "elapsed_s", None)
+        name = TAB_LABELS.get(getattr(r, "mode", mode), mode)
+        if ok:
+            took = f" in {secs:.1f} s" if isinstance(secs, int | float) else ""
+            parts.append(f"{name} is warm{took}.")
+        else:
+            parts.append(f"{name}: {text or 'warm-up failed'}")
+    return " ".join(parts)

@@ -1,0 +1,126 @@
+"""Inpaint: paint where to change, say what to put there. Only painted pixels change.
+
+The mask is drawn on one fixed layer of an ImageEditor whose canvas takes the image's own
+size (fixed_canvas=False) and cannot be cropped or resized, so the mask lines up pixel for
+pixel with the picture the request sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from backend.operations import InpaintRequest
+from backend.operations.base import InvalidRequest
+from ui.controls import advanced_controls, output_panel, run_controls
+from ui.imaging import (
+    MASK_ALPHA,
+    MASK_RGB,
+    clear_editor_mask,
+    editor_background,
+    editor_mask,
+    invert_editor_mask,
+    mask_coverage,
+    thumbnail,
+)
+from ui.widgets import Built, Shared, TabSpec, common_values
+
+MODE = "inpaint"
+BRUSH_COLOUR = (f"rgb({MASK_RGB[0]}, {MASK_RGB[1]}, {MASK_RGB[2]})", round(MASK_ALPHA / 255, 2))
+
+
+def build(shared: Shared) -> TabSpec:
+    sampling = shared.ctx.settings.sampling
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            editor = gr.ImageEditor(
+                label="Picture — paint over what should change",
+                type="pil",
+                image_mode="RGBA",
+                format="png",
+                sources=["upload", "clipboard"],
+                transforms=(),
+                layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
+                brush=gr.Brush(
+                    default_size="auto", colors=[BRUSH_COLOUR], default_color=BRUSH_COLOUR,
+                    color_mode="fixed",
+                ),
+                eraser=gr.Eraser(default_size="auto"),
+                fixed_canvas=False,
+                height=440,
+                elem_id=f"{MODE}_editor",
+            )
+            with gr.Row(equal_height=True):
+                clear = gr.Button("Clear mask", size="sm", elem_id=f"{MODE}_clear")
+                invert = gr.Button("Invert mask", size="sm", elem_id=f"{MODE}_invert")
+                coverage = gr.Markdown("No mask yet.", elem_id=f"{MODE}_coverage",
+                                       elem_classes=["hint"])
+                mask_view = gr.Image(
+                    label="Mask (white = change)", type="pil", image_mode="L", format="png",
+                    interactive=False, height=110, min_width=110, show_label=False,
+                    buttons=[], elem_id=f"{MODE}_mask_preview",
+                )
+            prompt = gr.Textbox(
+                label="What to put there",
+                lines=2,
+                placeholder="a bouquet of sunflowers in a glass vase",
+                elem_id=f"{MODE}_prompt",
+            )
+            controls = run_controls(MODE, "Inpaint")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    grow = gr.Slider(0, 128, value=4, step=1, label="Grow mask (px)",
+                                     elem_id=f"{MODE}_grow")
+                    feather = gr.Slider(0, 128, value=0, step=1, label="Feather (px)",
+                                        elem_id=f"{MODE}_feather")
+                negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{MODE}_negative")
+                adv = advanced_controls(
+                    shared.ctx, MODE, steps=sampling.edit_steps, cfg=sampling.edit_cfg
+                )
+        with gr.Column(scale=3, min_width=400):
+            panel = output_panel(MODE, compare=True)
+
+    def show_mask(value: dict[str, Any] | None) -> tuple[Any, str]:
+        mask = editor_mask(value)
+        if mask is None:
+            return None, "No picture yet."
+        share = mask_coverage(mask)
+        text = "No mask yet: paint over the picture." if share == 0 else f"Mask: {share:.1%} of the picture"
+        return thumbnail(mask, 220), text
+
+    editor.change(
+        show_mask, editor, [mask_view, coverage], show_progress="hidden",
+        trigger_mode="always_last", api_visibility="private",
+    )
+    clear.click(clear_editor_mask, editor, editor, show_progress="hidden", api_visibility="private")
+    invert.click(invert_editor_mask, editor, editor, show_progress="hidden", api_visibility="private")
+
+    def make(values: list[Any]) -> Built:
+        common, (value, text, g, f, neg) = common_values(adv, values)
+        background = editor_background(value)
+        if background is None:
+            raise InvalidRequest("Add a picture first, then paint where it should change.", "image")
+        mask = editor_mask(value)
+        if mask is None or mask_coverage(mask) == 0:
+            raise InvalidRequest("Paint over the part of the picture that should change.", "mask")
+        request = InpaintRequest(
+            image=background, mask=mask, prompt=text or "", grow=int(g), feather=int(f),
+            negative_prompt=neg or "", **common,
+        )
+        params = {"prompt": text, "grow": int(g), "feather": int(f), "negative_prompt": neg,
+                  **common}
+        return Built(request, params, (background,))
+
+    return TabSpec(
+        mode=MODE,
+        inputs=[*adv.inputs(), editor, prompt, grow, feather, negative],
+        build=make,
+        controls=controls,
+        panel=panel,
+        advanced=adv,
+        fields={"prompt": prompt, "grow": grow, "feather": feather, "negative_prompt": negative,
+                **adv.fields()},
+        sources=[editor],
+        editor_sources=frozenset({0}),
+    )

@@ -1,0 +1,75 @@
+"""Region edit: name a region in words, the studio finds it (Florence-2 + SAM 2) and edits
+only there. The detected mask is shown beside the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from backend.operations import RegionEditRequest
+from ui.controls import advanced_controls, output_panel, run_controls
+from ui.widgets import Built, Shared, TabSpec, common_values
+
+MODE = "region_edit"
+
+
+def build(shared: Shared) -> TabSpec:
+    sampling = shared.ctx.settings.sampling
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            image = gr.Image(
+                label="Picture",
+                type="pil",
+                image_mode=None,
+                sources=["upload", "clipboard"],
+                height=320,
+                elem_id=f"{MODE}_image",
+            )
+            region = gr.Textbox(
+                label="Region",
+                placeholder="the red car",
+                info="Words that name what to change; the mask is found for you.",
+                elem_id=f"{MODE}_region",
+            )
+            prompt = gr.Textbox(
+                label="Instruction",
+                lines=2,
+                placeholder="make it a vintage yellow taxi",
+                elem_id=f"{MODE}_prompt",
+            )
+            controls = run_controls(MODE, "Edit region")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    grow = gr.Slider(0, 128, value=8, step=1, label="Grow mask (px)",
+                                     elem_id=f"{MODE}_grow")
+                    feather = gr.Slider(0, 128, value=8, step=1, label="Feather (px)",
+                                        elem_id=f"{MODE}_feather")
+                negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{MODE}_negative")
+                adv = advanced_controls(
+                    shared.ctx, MODE, steps=sampling.edit_steps, cfg=sampling.edit_cfg
+                )
+        with gr.Column(scale=3, min_width=400):
+            panel = output_panel(MODE, mask_label="Detected mask", compare=True)
+
+    def make(values: list[Any]) -> Built:
+        common, (img, where, text, g, f, neg) = common_values(adv, values)
+        request = RegionEditRequest(
+            image=img, region=(where or "").strip(), prompt=text or "", grow=int(g),
+            feather=int(f), negative_prompt=neg or "", **common,
+        )
+        params = {"region": where, "prompt": text, "grow": int(g), "feather": int(f),
+                  "negative_prompt": neg, **common}
+        return Built(request, params, (img,) if img is not None else ())
+
+    return TabSpec(
+        mode=MODE,
+        inputs=[*adv.inputs(), image, region, prompt, grow, feather, negative],
+        build=make,
+        controls=controls,
+        panel=panel,
+        advanced=adv,
+        fields={"region": region, "prompt": prompt, "grow": grow, "feather": feather,
+                "negative_prompt": negative, **adv.fields()},
+        sources=[image],
+    )
