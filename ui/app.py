@@ -70,34 +70,34 @@ def build_ui(ctx: Any) -> gr.Blocks:
             gr.Accordion("History — this session", open=True, elem_id="history"),
             gr.Row(equal_height=False),
         ):
-                shared.gallery = gr.Gallery(
-                    label="Results (newest first) — click one to bring it back with its settings",
-                    columns=8,
-                    height=230,
-                    allow_preview=False,
-                    object_fit="cover",
-                    fit_columns=False,
-                    format="png",
-                    interactive=False,
-                    scale=4,
-                    elem_id="history-gallery",
+            shared.gallery = gr.Gallery(
+                label="Results (newest first) — click one to bring it back with its settings",
+                columns=8,
+                height=230,
+                allow_preview=False,
+                object_fit="cover",
+                fit_columns=False,
+                format="png",
+                interactive=False,
+                scale=4,
+                elem_id="history-gallery",
+            )
+            with gr.Column(scale=2, min_width=260):
+                details = gr.Markdown(
+                    "Every result of this session lands here. PNGs carry their settings "
+                    "and the ComfyUI graph.",
+                    elem_id="history-details",
                 )
-                with gr.Column(scale=2, min_width=260):
-                    details = gr.Markdown(
-                        "Every result of this session lands here. PNGs carry their settings "
-                        "and the ComfyUI graph.",
-                        elem_id="history-details",
-                    )
-                    download = gr.DownloadButton(
-                        "Download PNG", visible=False, size="sm", elem_id="history-download"
-                    )
-                    png_drop = gr.File(
-                        label="Restore from PNG",
-                        file_types=[".png"],
-                        type="filepath",
-                        height=110,
-                        elem_id="restore-png",
-                    )
+                download = gr.DownloadButton(
+                    "Download PNG", visible=False, size="sm", elem_id="history-download"
+                )
+                png_drop = gr.File(
+                    label="Restore from PNG",
+                    file_types=[".png"],
+                    type="filepath",
+                    height=110,
+                    elem_id="restore-png",
+                )
 
         for mode, tab in tab_items.items():
             tab.select(lambda m=mode: m, None, current_mode, queue=False, api_visibility="private")

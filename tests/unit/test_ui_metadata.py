@@ -1,0 +1,55 @@
+"""ui/metadata.py: parameters and the graph travel in PNG text chunks and come back."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image, PngImagePlugin
+
+from ui import metadata
+
+
+def test_round_trip_keeps_pixels_alpha_parameters_and_graph(tmp_path):
+    image = Image.new("RGBA", (7, 5), (10, 20, 30, 0))
+    image.putpixel((3, 2), (200, 100, 50, 128))
+    params = {"mode": "generate", "prompt": "a banana", "seed": 42, "steps": 8, "cfg": 2.5,
+              "width": 7, "height": 5, "variant": None}
+    graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 42}}}
+    path = metadata.save_png(image, tmp_path / "x.png", params, graph)
+
+    back = Image.open(path)
+    assert back.mode == "RGBA"
+    assert list(back.getdata()) == list(image.getdata())
+    assert metadata.read_parameters(path) == params
+    assert metadata.read_workflow(path) == graph
+    # ComfyUI reads the API graph from "prompt"; we never put an API graph under "workflow".
+    chunks = metadata.read_text_chunks(path)
+    assert json.loads(chunks["prompt"]) == graph
+    assert "workflow" not in chunks
+
+
+def test_reads_from_bytes_and_from_an_opened_image():
+    data = metadata.png_bytes(Image.new("RGB", (2, 2)), {"mode": "edit", "prompt": "p"})
+    assert metadata.read_parameters(data) == {"mode": "edit", "prompt": "p"}
+    assert metadata.read_parameters(Image.open(io.BytesIO(data))) == {"mode": "edit", "prompt": "p"}
+
+
+def test_foreign_or_broken_files_restore_nothing(tmp_path):
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (2, 2)).save(plain)
+    assert metadata.read_parameters(plain) is None
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat, Steps: 20, Sampler: Euler")  # A1111's plain text
+    a1111 = tmp_path / "a1111.png"
+    Image.new("RGB", (2, 2)).save(a1111, pnginfo=info)
+    assert metadata.read_parameters(a1111) is None
+
+    assert metadata.read_parameters(b"not a png at all") is None
+    assert metadata.read_parameters(tmp_path / "missing.png") is None
+
+
+def test_unknown_keys_are_dropped():
+    data = metadata.png_bytes(Image.new("RGB", (1, 1)), {"mode": "edit", "evil": "x", "seed": 1})
+    assert metadata.read_parameters(data) == {"mode": "edit", "seed": 1}

@@ -1,0 +1,40 @@
+"""ui/sidebar.py render(): what the status panel says for a snapshot (no server needed)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from backend.monitor import ModeStatus, MonitorSnapshot  # noqa: E402
+from ui.session import SessionJob  # noqa: E402
+from ui.sidebar import render  # noqa: E402
+
+GB = 1024**3
+URL = "http://10.1.2.3:8188"
+
+
+def test_offline_says_not_reachable_and_never_the_address():
+    snap = MonitorSnapshot(online=False, error=f"Could not connect to {URL} (refused)")
+    text = render(snap, (), URL)
+    assert "ComfyUI offline — not reachable" in text
+    assert "10.1.2.3" not in text and "8188" not in text
+
+
+def test_online_shows_vram_queue_position_and_modes():
+    modes = {
+        "generate": ModeStatus("generate", True, "", 30.0, True, "fits"),
+        "region_edit": ModeStatus("region_edit", False, "missing node classes: Florence2Run",
+                                  33.0, False, "needs ~33 GB; 12.0 GB free"),
+    }
+    snap = MonitorSnapshot(
+        online=True, error=None, comfyui_version="0.3.64", vram_total=48 * GB,
+        vram_free=12 * GB, queue_running=("a",), queue_pending=("b", "mine"),
+        last_mode="generate", loaded_model="generation model", modes=modes,
+    )
+    text = render(snap, (SessionJob("mine", "edit"),), URL)
+    assert "ComfyUI online · v0.3.64" in text
+    assert "36.0 / 48.0 GB" in text
+    assert "#2 in line" in text
+    assert "Florence2Run" in text
+    assert "Will not fit in free VRAM now" in text
