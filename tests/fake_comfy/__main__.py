@@ -1,0 +1,46 @@
+"""`python -m tests.fake_comfy --host 127.0.0.1 --port 8188 [--step-delay S] [--load-delay S]`"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from .fake import FakeComfy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_comfy",
+                                     description="A fake ComfyUI 0.3.64 for tests.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--step-delay", type=float, default=0.0,
+                        help="seconds per sampler step")
+    parser.add_argument("--load-delay", type=float, default=0.0,
+                        help="seconds to load a model that is not resident")
+    parser.add_argument("--node-delay", type=float, default=0.0,
+                        help="seconds added to every executed node")
+    parser.add_argument("--vram-gb", type=float, default=48.0)
+    parser.add_argument("--root", default=None,
+                        help="folder for input/ output/ temp/ (default: a temporary one)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fake = FakeComfy(args.host, args.port, root=args.root, step_delay=args.step_delay,
+                     load_delay=args.load_delay, node_delay=args.node_delay,
+                     vram_total_gb=args.vram_gb)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    fake.start()
+    logging.getLogger(__name__).info("fake ComfyUI ready at %s (root %s)", fake.url,
+                                     fake.config.root)
+    stop.wait()
+    fake.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
