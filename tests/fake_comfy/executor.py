@@ -9,6 +9,7 @@ status, then executing{node: null}.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -125,6 +126,7 @@ class Executor:
         self.queue = PromptQueue(hub)
         self.cache: dict[str, CacheEntry] = {}
         self.interrupt_requested = False
+        self.interrupt_event = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -150,12 +152,14 @@ class Executor:
         if prompt_id and (running is None or running.prompt_id != prompt_id):
             return False
         self.interrupt_requested = True
+        self.interrupt_event.set()
         return True
 
     # --- one prompt ----------------------------------------------------------------------
 
     async def _run(self, item: QueueItem) -> None:
         self.interrupt_requested = False          # an interrupt while idle is forgotten
+        self.interrupt_event.clear()
         run = _PromptRun(self, item)
         success = await run.execute()
         self.counters.add("prompts_executed")
@@ -262,7 +266,11 @@ class _PromptRun:
             if fault is not None:
                 raise NodeFailure(fault.exception_type, fault.message)
             if self.ex.config.node_delay > 0:
-                await asyncio.sleep(self.ex.config.node_delay)
+                # A slow node that, like a sampler, notices an interrupt and ends early; the
+                # interrupt itself is raised at the next node, as in the recorded trace.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ex.interrupt_event.wait(),
+                                           self.ex.config.node_delay)
             ctx = NodeContext(
                 prompt_id=self.prompt_id, node_id=node_id, class_type=class_type,
                 config=self.ex.config, hub=hub, memory=self.ex.memory, faults=self.ex.faults,
@@ -282,8 +290,8 @@ class _PromptRun:
 
         ui = None
         if result.ui:
-            ui = {"meta": {node_id: {"node_id": node_id, "display_node": node_id,
-                                     "parent_node": None, "real_node_id": node_id}},
+            ui = {"meta": {"node_id": node_id, "display_node": node_id, "parent_node": None,
+                           "real_node_id": node_id},
                   "output": result.ui}
             self.ui_outputs[node_id] = ui
             if self.client_id is not None:

@@ -131,7 +131,7 @@ async def view(request: web.Request, config: Config) -> web.StreamResponse:
     if not file.is_file():
         return web.Response(status=404)
 
-    channel = query.get("channel", "rgba")
+    channel = query.get("channel", "")
     if "preview" in query:
         with Image.open(file) as img:
             info = query["preview"].split(";")
