@@ -282,14 +282,15 @@ class FakeComfy:
         return self._read(ids) or ([], [])
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Block until nothing runs or waits (True), or `timeout` passes (False)."""
+        """Block until nothing runs or waits and /free was handled (True), or `timeout`
+        passes (False)."""
         async def wait() -> bool:
             if self.runtime is None:
                 return True
             executor = self.runtime.executor
             try:
                 async with asyncio.timeout(timeout):
-                    while executor.queue.remaining():
+                    while executor.queue.remaining() or executor.queue.flags:
                         await executor.idle.wait()
                         await asyncio.sleep(0)
             except TimeoutError:
