@@ -1,0 +1,78 @@
+"""`python app.py health|warmup|free` against a studio (uvicorn thread) backed by the fake."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from backend.cli import main
+from tests.api.conftest import free_port
+
+
+def run(argv: list[str], settings) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    code = main(argv, settings, say=lines.append)
+    return code, lines
+
+
+def test_health_passes_against_a_working_studio(studio):
+    code, lines = run(["health", "--url", studio.url], studio.settings)
+    assert code == 0, lines
+    assert lines[0].startswith("1. ComfyUI queue") and ": ok" in lines[0]
+    assert lines[1].startswith("2. Studio image generation") and "256x256 PNG" in lines[1]
+    assert lines[-1] == "OK"
+
+
+def test_health_names_step_1_when_comfyui_is_down(studio):
+    studio.fake.stop()
+    code, lines = run(["health", "--url", studio.url], studio.settings)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith("1. ") and "FAILED" in lines[0]
+
+
+def test_health_names_step_2_when_the_studio_fails(studio):
+    # ComfyUI answers its queue, but the studio cannot run a job: its model file is missing.
+    studio.fake.set_models("diffusion_models", [])
+    code, lines = run(["health", "--url", studio.url], studio.settings)
+    assert code == 2
+    assert "ok" in lines[0] and lines[1].startswith("2. ") and "FAILED" in lines[1]
+    assert "HTTP 424" in lines[1]
+
+
+def test_health_names_step_2_when_the_studio_is_not_there(studio):
+    code, lines = run(["health", "--url", f"http://127.0.0.1:{free_port()}"], studio.settings)
+    assert code == 2 and "FAILED" in lines[1]
+
+
+def test_health_with_a_wrong_key_fails_step_2(studio):
+    wrong = dataclasses.replace(studio.settings, api_key="sk-nope")
+    code, lines = run(["health", "--url", studio.url], wrong)
+    assert code == 2 and "HTTP 401" in lines[1]
+
+
+def test_warmup_and_free(fake_comfy):
+    from tests.api.conftest import studio_settings
+
+    settings = studio_settings(fake_comfy)
+    code, lines = run(["warmup"], settings)
+    assert code == 0, lines
+    warmed = {line.split()[0] for line in lines[:-1]}
+    assert warmed == {"generate", "edit", "multiref", "remove_background", "region_edit",
+                      "inpaint", "outpaint"}
+    assert lines[-1] == "all modes warm"
+    assert fake_comfy.resident_models                # something is loaded now
+
+    code, lines = run(["free"], settings)
+    assert code == 0
+    assert lines[0].startswith("Freed ") and " GB" in lines[0]
+    assert not fake_comfy.resident_models
+    code, lines = run(["free"], settings)
+    assert lines[0].startswith("Nothing to free")
+
+
+def test_free_when_comfyui_is_down(fake_comfy):
+    from tests.api.conftest import studio_settings
+
+    settings = studio_settings(fake_comfy)
+    fake_comfy.stop()
+    code, lines = run(["free"], settings)
+    assert code == 1 and lines[0].startswith("Could not free VRAM")
