@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -54,7 +54,14 @@ Handler = Callable[[Request], Awaitable[Response]]
 def build_api_router(ctx: Any) -> APIRouter:
     settings = ctx.settings
     metrics = instrument(ctx.studio)
-    router = APIRouter()
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        # Start the shared poller on the server's loop: the UI's timer handlers may run in
+        # worker threads, where snapshot() cannot start it.
+        ctx.monitor.start()
+        yield
+
+    router = APIRouter(lifespan=lifespan)
     started = int(time.time())
     if settings.auth and not settings.api_key:
         log.warning("the UI has a login but STUDIO_API_KEY is not set: /v1/* is open to anyone")

@@ -239,3 +239,13 @@ async def test_readiness_checks_the_files_settings_name(settings, library):
     assert snap.modes["generate"].ready is False
     assert "my_qwen.gguf" in snap.modes["generate"].missing
     assert snap.modes["edit"].ready is True
+
+
+async def test_snapshot_from_a_worker_thread_wakes_the_poller(monitor_and_client):
+    """Gradio runs sync handlers in threads: their snapshot() must still drive the poller."""
+    monitor, client = monitor_and_client
+    monitor.start()                          # done by the API router's lifespan at startup
+    await asyncio.sleep(0.05)
+    assert client.calls.get("system_stats", 0) == 0    # nobody watching yet: no traffic
+    await asyncio.to_thread(monitor.snapshot)
+    await wait_for(lambda: client.calls.get("system_stats", 0) == 1)
