@@ -137,6 +137,10 @@ class Executor:
                 self.idle.clear()
                 try:
                     await self._run(item)
+                except Exception:
+                    # A bug in the fake must not stop the queue: drop the prompt, keep going.
+                    log.exception("fake executor failed on prompt %s", item.prompt_id)
+                    self.queue.done()
                 finally:
                     if not self.queue.pending:
                         self.idle.set()
