@@ -24,7 +24,8 @@ from backend.operations import (
     RemoveBackgroundRequest,
 )
 from backend.operations.sizing import outpaint_geometry
-from backend.settings import Settings
+from backend.preflight import check_modes
+from backend.settings import MODES, Settings
 from backend.workflows import TemplateLibrary
 from tests.fake_comfy import FakeComfy
 
@@ -243,3 +244,22 @@ async def test_closing_the_iterator_mid_run_interrupts_the_prompt(
     entry = fake_comfy.history(prompt_id)
     messages = [m[0] for m in entry[prompt_id]["status"]["messages"]]
     assert "execution_interrupted" in messages
+
+
+async def test_preflight_names_what_each_mode_lacks(
+    fake_comfy: FakeComfy, client: ComfyClient, tmp_path: Any
+) -> None:
+    settings = Settings(comfy_url=fake_comfy.url)
+    library = TemplateLibrary(settings.workflows_dir)
+    ready = await check_modes(client, library, settings)
+    assert set(ready) == set(MODES) and all(r.ready for r in ready.values()), ready
+    fake_comfy.hide_classes("BiRefNetRMBG")
+    fake_comfy.set_models("diffusion_models", [settings.models.generate_unet])
+    found = await check_modes(client, library, settings)
+    assert found["generate"].ready
+    assert not found["remove_background"].ready
+    assert "BiRefNetRMBG (ComfyUI-RMBG pack)" in found["remove_background"].message
+    assert not found["edit"].ready
+    assert f"diffusion_models/{settings.models.edit_unet}" in found["edit"].message
+    empty = await check_modes(client, TemplateLibrary(tmp_path), settings)
+    assert not empty["inpaint"].ready and "inpaint" in empty["inpaint"].message
