@@ -591,3 +591,99 @@ async def test_sam2_loader_rejects_half_precision_on_cpu_like_the_pack() -> None
             device="cpu",
             precision="fp16",
         )
+
+
+# --- end to end over HTTP --------------------------------------------------------------------
+
+
+def post_and_wait(fake_comfy: Any, graph: dict[str, Any]) -> dict[str, Any]:
+    """POST /prompt, wait until the fake is idle, return the prompt's history entry."""
+    import httpx
+
+    with httpx.Client(base_url=fake_comfy.url, timeout=10) as http:
+        posted = http.post("/prompt", json={"prompt": graph, "client_id": "node-semantics"})
+        assert posted.status_code == 200, posted.text
+        prompt_id = posted.json()["prompt_id"]
+        assert fake_comfy.wait_idle(10)
+        entry = http.get(f"/history/{prompt_id}").json()[prompt_id]
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        return entry
+
+
+def view(fake_comfy: Any, ref: dict[str, str]) -> Image.Image:
+    import httpx
+
+    response = httpx.get(f"{fake_comfy.url}/view", params=ref, timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_generate_graph_over_http_gives_a_png_of_the_latent_size(fake_comfy: Any) -> None:
+    graph = {
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": GEN_UNET, "weight_dtype": "default"},
+        },
+        "2": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.1}},
+        "3": {
+            "class_type": "CLIPLoader",
+            "inputs": {"clip_name": TEXT_ENCODER, "type": "qwen_image"},
+        },
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a banana", "clip": ["3", 0]}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["3", 0]}},
+        "6": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 96, "height": 64, "batch_size": 1},
+        },
+        "7": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["2", 0],
+                "seed": 42,
+                "steps": 3,
+                "cfg": 2.5,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "positive": ["4", 0],
+                "negative": ["5", 0],
+                "latent_image": ["6", 0],
+                "denoise": 1.0,
+            },
+        },
+        "8": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_FILE}},
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["8", 0]}},
+        "10": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["9", 0], "filename_prefix": "e2e/gen"},
+        },
+    }
+    entry = post_and_wait(fake_comfy, graph)
+    (ref,) = entry["outputs"]["10"]["images"]
+    png = view(fake_comfy, ref)
+    assert png.size == (96, 64) and png.mode == "RGB"
+    # The image the node functions compute for the same seed and text, 8-bit rounded.
+    expected = sampling.generate(42, Conditioning("a banana"), 1, 64, 96)[0]
+    assert np.abs(np.asarray(png, np.float32) / 255.0 - expected).max() <= 1 / 255 + 1e-6
+    assert {GEN_UNET, TEXT_ENCODER, VAE_FILE} <= set(fake_comfy.resident_models)
+
+
+def test_remove_background_graph_over_http_saves_an_rgba_png(fake_comfy: Any) -> None:
+    buf = io.BytesIO()
+    Image.fromarray((subject_on_background()[0] * 255).astype(np.uint8)).save(buf, "PNG")
+    name = fake_comfy.put_input("subject.png", buf.getvalue())
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {
+            "class_type": "BiRefNetRMBG",
+            "inputs": {"image": ["1", 0], "model": "BiRefNet-general", "background": "Alpha"},
+        },
+        "3": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["2", 0], "filename_prefix": "e2e/rmbg"},
+        },
+    }
+    entry = post_and_wait(fake_comfy, graph)
+    png = view(fake_comfy, entry["outputs"]["3"]["images"][0])
+    assert png.mode == "RGBA" and png.size == (64, 64)
+    alpha = np.asarray(png.getchannel("A"))
+    assert alpha[30, 30] == 255 and alpha[2, 2] == 0
