@@ -14,7 +14,6 @@ nodes ComfyUI serves from its cache. Both passes report progress as one job.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import math
 import time
@@ -271,10 +270,10 @@ class Studio:
         async with aclosing(self.client.execute(graph, **kwargs)) as stream:
             async for item in stream:
                 if isinstance(item, PromptQueued):
-                    run.prompt_id, run.queued_at, run.started_at = item.prompt_id, _now(), None
+                    run.prompt_id, run.queued_at, run.started_at = item.prompt_id, time.monotonic(), None
                     yield Queued(item.position, item.prompt_id)
                 elif isinstance(item, ExecutionStart):
-                    run.started_at = _now()
+                    run.started_at = time.monotonic()
                     run.timings["queued_s"] += run.started_at - run.queued_at
                     started = self._announce(run)
                     if started:
@@ -295,7 +294,7 @@ class Studio:
                     if started:
                         yield started
                     since = run.started_at if run.started_at is not None else run.queued_at
-                    run.timings["run_s"] += _now() - since
+                    run.timings["run_s"] += time.monotonic() - since
                     run.done = item
 
     def _announce(self, run: _Run) -> Started | None:
@@ -338,9 +337,7 @@ def _values(template: Template, prepared: Prepared, files: Mapping[str, str]) ->
 
 def _decode_preview(data: bytes) -> Image.Image | None:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        return image
+        return decode_output(data)
     except (OSError, SyntaxError, ValueError) as exc:
         log.debug("skipping an undecodable preview: %s", exc)
         return None
@@ -349,6 +346,3 @@ def _decode_preview(data: bytes) -> Image.Image | None:
 def _size(size: tuple[int, int] | None) -> str:
     return f"{size[0]}×{size[1]}" if size else "?"
 
-
-def _now() -> float:
-    return time.monotonic()

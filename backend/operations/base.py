@@ -73,6 +73,11 @@ Outputs = Mapping[str, list[Image.Image]]
 Finished = tuple[list[Image.Image], dict[str, Image.Image]]
 
 
+def model_output(outputs: Outputs) -> Finished:
+    """`finish` of the modes whose result is the model's output as it is."""
+    return list(outputs.get("output", [])), {}
+
+
 class Operation(Protocol):
     mode: str
 

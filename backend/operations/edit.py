@@ -12,6 +12,7 @@ from backend.settings import Settings
 
 from .base import (
     DIFFUSION_OPTIONAL,
+    Finished,
     ImageInput,
     Outputs,
     Prepared,
@@ -21,6 +22,7 @@ from .base import (
     check_prompt,
     diffusion_values,
     edit_sampling,
+    model_output,
 )
 from .inputs import load_input
 
@@ -47,7 +49,7 @@ class EditOperation:
         return Prepared(
             mode=self.mode,
             seed=sampling.seed,
-            uploads={"image": source.png},
+            uploads={"image": source.png()},
             values=diffusion_values(sampling, settings, request.prompt, request.negative_prompt),
             optional_roles=DIFFUSION_OPTIONAL,
             diffusion_model=sampling.unet,
@@ -55,5 +57,5 @@ class EditOperation:
             notes=tuple(notes),
         )
 
-    def finish(self, prepared: Prepared, outputs: Outputs):
-        return list(outputs.get("output", [])), {}
+    def finish(self, prepared: Prepared, outputs: Outputs) -> Finished:
+        return model_output(outputs)

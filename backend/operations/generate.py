@@ -8,6 +8,7 @@ from backend.settings import Settings
 
 from .base import (
     DIFFUSION_OPTIONAL,
+    Finished,
     InvalidRequest,
     Outputs,
     Prepared,
@@ -16,6 +17,7 @@ from .base import (
     check_prompt,
     diffusion_values,
     generate_sampling,
+    model_output,
 )
 from .images import megapixels
 from .sizing import GRID, nearest_multiples, working_size
@@ -66,8 +68,8 @@ class GenerateOperation:
             work_size=(request.width, request.height),
         )
 
-    def finish(self, prepared: Prepared, outputs: Outputs):
-        return list(outputs.get("output", [])), {}
+    def finish(self, prepared: Prepared, outputs: Outputs) -> Finished:
+        return model_output(outputs)
 
 
 def check_side(field: str, label: str, value: object) -> None:

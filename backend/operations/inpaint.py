@@ -79,7 +79,7 @@ class InpaintOperation:
         return Prepared(
             mode=self.mode,
             seed=sampling.seed,
-            uploads={"image": source.png, "mask": encode_png(work_mask)},
+            uploads={"image": source.png(), "mask": encode_png(work_mask)},
             values=values,
             optional_roles=DIFFUSION_OPTIONAL | {"grow", "feather"},
             diffusion_model=sampling.unet,

@@ -20,8 +20,8 @@ class InputImage:
     full: Image.Image
     work: Image.Image
 
-    @property
     def png(self) -> bytes:
+        """The upload: the working-size picture as PNG."""
         return encode_png(self.work)
 
     @property

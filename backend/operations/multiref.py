@@ -9,6 +9,7 @@ from backend.settings import Settings
 
 from .base import (
     DIFFUSION_OPTIONAL,
+    Finished,
     ImageInput,
     InvalidRequest,
     Outputs,
@@ -19,6 +20,7 @@ from .base import (
     check_prompt,
     diffusion_values,
     edit_sampling,
+    model_output,
 )
 from .inputs import load_input
 
@@ -55,7 +57,7 @@ class MultiRefOperation:
             source = load_input(
                 image, settings, notes, field=f"image{index}", label=f"Reference {index}"
             )
-            uploads[f"image{index}"] = source.png
+            uploads[f"image{index}"] = source.png()
             first_size = first_size or source.work.size
         sampling = edit_sampling(request, settings)
         return Prepared(
@@ -69,5 +71,5 @@ class MultiRefOperation:
             notes=tuple(notes),
         )
 
-    def finish(self, prepared: Prepared, outputs: Outputs):
-        return list(outputs.get("output", [])), {}
+    def finish(self, prepared: Prepared, outputs: Outputs) -> Finished:
+        return model_output(outputs)

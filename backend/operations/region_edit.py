@@ -88,7 +88,7 @@ class RegionEditOperation:
         return Prepared(
             mode=self.mode,
             seed=sampling.seed,
-            uploads={"image": source.png},
+            uploads={"image": source.png()},
             values=values,
             optional_roles=DIFFUSION_OPTIONAL | {"feather", "grounding_model", "segment_model"},
             diffusion_model=sampling.unet,
