@@ -42,12 +42,13 @@ def working_size(
     elif upscale_small and pixels < min_sampling_pixels(max_pixels):
         scale = math.sqrt(min_sampling_pixels(max_pixels) / pixels)
     w, h = round_to_grid(width * scale), round_to_grid(height * scale)
-    # Rounding up may overshoot the budget by a row or column of cells: take it off the longer side.
+    # Rounding up may overshoot the budget by a row or column of cells: take off the one
+    # that keeps the aspect ratio closest to the input's.
+    aspect = width / height
     while w * h > max_pixels and max(w, h) > GRID:
-        if w >= h:
-            w -= GRID
-        else:
-            h -= GRID
+        options = [(w - GRID, h)] if w > GRID else []
+        options += [(w, h - GRID)] if h > GRID else []
+        w, h = min(options, key=lambda size: abs(math.log(size[0] / size[1] / aspect)))
     return w, h
 
 

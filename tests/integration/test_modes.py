@@ -23,7 +23,7 @@ from backend.operations import (
     RegionEditRequest,
     RemoveBackgroundRequest,
 )
-from backend.operations.sizing import outpaint_geometry
+from backend.operations.sizing import outpaint_geometry, working_size
 from backend.preflight import check_modes
 from backend.settings import MODES, Settings
 from backend.workflows import TemplateLibrary
@@ -41,7 +41,13 @@ async def client(fake_comfy: FakeComfy) -> AsyncIterator[ComfyClient]:
         await client.aclose()
 
 
+# A smaller sampling budget than the default ~1 MP keeps the fake's numpy work quick while
+# every input below is still scaled for the model and composited back at full size.
+BUDGET = 512 * 512
+
+
 def make_studio(fake: FakeComfy, client: ComfyClient, **overrides: Any) -> Studio:
+    overrides.setdefault("max_sampling_pixels", BUDGET)
     settings = Settings(comfy_url=fake.url, job_timeout_s=30.0, **overrides)
     return Studio(client, settings, TemplateLibrary(settings.workflows_dir))
 
@@ -110,7 +116,8 @@ async def test_edit(studio: Studio, client: ComfyClient) -> None:
     source = subject(800, 600)
     done = await finished(studio, EditRequest(source, "make it night"), client)
     image = done.images[0]
-    assert image.mode == "RGB" and image.size == (800, 608)  # the working size: aspect kept, sides on the 16 grid
+    assert image.mode == "RGB"
+    assert image.size == working_size(800, 600, max_pixels=BUDGET) == (592, 432)
 
 
 async def test_multiref_every_reference_reaches_the_graph_and_matters(
@@ -178,10 +185,12 @@ async def test_outpaint_pastes_the_input_back_unchanged(
 ) -> None:
     source = noise(640, 480, 5)
     done = await finished(studio, OutpaintRequest(source, left=32, right=96, prompt="more"), client)
-    geometry = outpaint_geometry(640, 480, (32, 0, 96, 0), max_pixels=Settings().max_sampling_pixels)
+    geometry = outpaint_geometry(640, 480, (32, 0, 96, 0), max_pixels=BUDGET)
     image = done.images[0]
-    assert image.size == geometry.canvas_full == (768, 480)
-    inner = image.crop((32, 0, 32 + 640, 480))
+    assert image.size == geometry.canvas_full
+    left = geometry.pads_full[0]
+    assert abs(left - 32) <= 2 and any("16-pixel grid" in line for line in done.info)
+    inner = image.crop((left, 0, left + 640, 480))
     assert np.array_equal(px(inner), px(source))
     assert not np.array_equal(px(image.crop((0, 0, 32, 480))), 0)
 
