@@ -87,9 +87,3 @@ def composite(original: Image.Image, generated: Image.Image, mask: Image.Image) 
         raise ValueError(f"mask {mask.size} does not match the image {original.size}")
     return Image.composite(generated, original, mask)
 
-
-def mask_from_transparency(image: Image.Image) -> Image.Image:
-    """OpenAI-style mask (transparent = edit here) → the studio's L mask (white = change)."""
-    if "A" not in image.getbands():
-        return Image.new("L", image.size, 0)
-    return image.getchannel("A").point(lambda a: 255 if a < THRESHOLD else 0)
