@@ -304,7 +304,12 @@ class ComfyClient:
             cached: tuple[str, ...] = ()
             socket_up = self._hub.connected
             unreachable_since: float | None = None
+            settled: PromptDone | None = None   # history says done; queued messages go first
             while True:
+                if settled is not None and watcher.empty():
+                    finished = True
+                    yield settled
+                    return
                 wait = self.stall_poll_s if socket_up else self.down_poll_s
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
@@ -355,10 +360,7 @@ class ComfyClient:
                 except (ComfyExecutionFailed, ComfyInterrupted, ComfyPromptLost):
                     finished = True
                     raise
-                if done is not None:
-                    finished = True
-                    yield done
-                    return
+                settled = done
         finally:
             self._hub.unwatch(prompt_id)
             if queued and not finished:

@@ -76,6 +76,9 @@ class Watcher:
     async def get(self) -> Message | ConnectionChanged:
         return await self._queue.get()
 
+    def empty(self) -> bool:
+        return self._queue.empty()
+
 
 class SocketHub:
     def __init__(self, ws_url: str, *, open_timeout: float = 10.0) -> None:
