@@ -116,7 +116,7 @@ def wire_restore(
 
     def on_png(path: str | None) -> dict[Any, Any]:
         if not path:
-            return {}
+            return {details: gr.skip()}  # never {}: Gradio reads an empty dict as one value
         params = metadata.read_parameters(path)
         if not params or params.get("mode") not in specs:
             return {details: message_md(
@@ -148,7 +148,7 @@ def wire_restore(
         def on_upload(image: Image.Image | None, _spec: TabSpec = spec) -> dict[Any, Any]:
             params = metadata.read_parameters(image) if image is not None else None
             if not params or params.get("mode") != _spec.mode:
-                return {}
+                return {_spec.controls.message: gr.skip()}
             out = param_updates(_spec, params)
             out[_spec.controls.message] = message_md(
                 "This PNG came from the studio: its settings were restored.", "ok")

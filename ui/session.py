@@ -22,19 +22,20 @@ class SessionJobs:
         self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, SessionJob]] = {}
 
-    def add(self, session: str | None, prompt_id: str, mode: str) -> None:
+    def add(self, session: str | None, job: str, prompt_id: str, mode: str) -> None:
+        """A job's current prompt (a region edit runs two prompts, one after the other)."""
         if not session or not prompt_id:
             return
         with self._lock:
-            self._jobs.setdefault(session, {})[prompt_id] = SessionJob(prompt_id, mode)
+            self._jobs.setdefault(session, {})[job] = SessionJob(prompt_id, mode)
 
-    def discard(self, session: str | None, prompt_id: str | None) -> None:
-        if not session or not prompt_id:
+    def discard(self, session: str | None, job: str) -> None:
+        if not session:
             return
         with self._lock:
             jobs = self._jobs.get(session)
             if jobs is not None:
-                jobs.pop(prompt_id, None)
+                jobs.pop(job, None)
                 if not jobs:
                     del self._jobs[session]
 

@@ -57,7 +57,7 @@ def _queue_html(snap: Any, mine: Sequence[SessionJob]) -> str:
         elif job.prompt_id in pending:
             where = f"#{pending.index(job.prompt_id) + 1} in line"
         else:
-            where = "being sent"
+            where = "in progress"
         rows.append(f"<li><span>{html.escape(label)}</span><span>{where}</span></li>")
     mine_html = f"<ul class='mine'>{''.join(rows)}</ul>" if rows else ""
     return f"<div class='queue'><div>{head}</div>{mine_html}</div>"

@@ -93,7 +93,13 @@ CSS = """
   width: auto !important; }
 .send-label { font-size: 0.85rem; color: var(--body-text-color-subdued); white-space: nowrap; }
 .aspect-row { flex-wrap: wrap; gap: 6px !important; }
-.aspect-row > button { flex: 1 1 0 !important; }
+.aspect-row > button { flex: 1 1 0 !important; min-width: 0 !important; padding-left: 2px !important;
+  padding-right: 2px !important; }
+.tight-row { flex-wrap: nowrap !important; gap: 6px !important; }
+.tight-row > button { min-width: 0 !important; }
+.mask-tools { align-items: center; }
+#inpaint_mask_preview img { object-fit: contain; background: #000; }
+.loaded { overflow-wrap: anywhere; }
 .hint, .hint p { color: var(--body-text-color-subdued); font-size: 0.86rem; }
 
 /* Transparent results on a checkerboard, so a cut-out reads as a cut-out. */

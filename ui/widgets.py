@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class Built:
     request: Any
     params: dict[str, Any]
     sources: tuple[Image.Image, ...] = ()
+    updates: dict[Any, Any] = field(default_factory=dict)  # shown as the run starts
 
 
 @dataclass
@@ -56,6 +58,7 @@ class TabSpec:
     fields: dict[str, Any] = field(default_factory=dict)   # param name → component (restore)
     sources: list[Any] = field(default_factory=list)       # input image slots, in order
     editor_sources: frozenset[int] = frozenset()            # slots that are ImageEditors
+    extra_outputs: list[Any] = field(default_factory=list)  # what Built.updates may touch
 
 
 @dataclass
@@ -107,9 +110,10 @@ def _seconds(timings: Any, fallback: float) -> float:
     return fallback
 
 
-def info_line(ev: Finished, image: Image.Image, elapsed: float) -> str:
+def info_line(ev: Finished, image: Image.Image, elapsed: float, seeded: bool = True) -> str:
     secs = _seconds(getattr(ev, "timings", None), elapsed)
-    parts = [f"Seed **{ev.seed}**", f"{image.width}×{image.height}", f"{secs:.1f} s"]
+    parts = [f"Seed **{ev.seed}**"] if seeded else ["Done"]
+    parts += [f"{image.width}×{image.height}", f"{secs:.1f} s"]
     parts.append("models had to load (+5–10 s)" if ev.models_loaded else "models were warm")
     notes = " ".join(getattr(ev, "info", ()) or ())
     return " · ".join(parts) + (f"  \n{notes}" if notes else "")
@@ -152,18 +156,18 @@ async def run_job(
     if warning:
         gr.Warning(warning)
     yield {
+        **built.updates,
         msg: message_md(warning, "warn") if warning else "",
         panel.status: status_html("Sending to ComfyUI…", "busy"),
         panel.preview: gr.update(value=None, visible=True),
         panel.result: gr.update(visible=False),
     }
     events = ctx.studio.run(built.request)
-    prompt_ids: set[str] = set()
+    job = uuid.uuid4().hex
     try:
         async for ev in events:
             if isinstance(ev, Queued):
-                prompt_ids.add(ev.prompt_id)
-                shared.sessions.add(session, ev.prompt_id, spec.mode)
+                shared.sessions.add(session, job, ev.prompt_id, spec.mode)
                 # position = prompts ahead of this one (0: next or running).
                 where = f"Queued (position {ev.position + 1})"
                 progress(0.0, desc=where)
@@ -191,8 +195,7 @@ async def run_job(
             if aclose is not None:
                 await aclose()
         finally:
-            for prompt_id in prompt_ids:
-                shared.sessions.discard(session, prompt_id)
+            shared.sessions.discard(session, job)
 
 
 async def _finished(
@@ -211,7 +214,8 @@ async def _finished(
     first = ev.images[0]
     params = {**built.params, "mode": spec.mode, "seed": ev.seed}
     params.update(width=first.width, height=first.height)
-    info = info_line(ev, first, time.monotonic() - started)
+    seeded = spec.advanced is not None and spec.advanced.steps is not None
+    info = info_line(ev, first, time.monotonic() - started, seeded)
     sources = tuple(str(store.save_plain(s, f"input-{spec.mode}")) for s in built.sources)
     extras = {k: str(store.save_plain(v, k)) for k, v in (ev.extras or {}).items()}
     new_history = history
@@ -270,6 +274,7 @@ def wire_run(shared: Shared, spec: TabSpec) -> Any:
     if spec.advanced is not None:
         outputs.append(spec.advanced.seed)
     outputs += [c for c in (panel.mask, panel.compare) if c is not None]
+    outputs += spec.extra_outputs
 
     async def handler(request: gr.Request, progress=gr.Progress(), *args: Any):  # noqa: B008
         *values, history = args

@@ -42,7 +42,8 @@ def build(shared: Shared) -> TabSpec:
                 elem_id=f"{MODE}_size",
             )
             controls = run_controls(MODE, "Generate")
-            with gr.Accordion("Advanced", open=False):
+            # Open here: the column has room, and size and steps matter most when generating.
+            with gr.Accordion("Advanced", open=True):
                 w0, h0 = SIZE_PRESETS[DEFAULT_SIZE_PRESET]
                 with gr.Row():
                     width = gr.Slider(256, 2048, value=w0, step=16, label="Width", elem_id=f"{MODE}_width")

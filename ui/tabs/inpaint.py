@@ -51,15 +51,21 @@ def build(shared: Shared) -> TabSpec:
                 height=440,
                 elem_id=f"{MODE}_editor",
             )
-            with gr.Row(equal_height=True):
-                clear = gr.Button("Clear mask", size="sm", elem_id=f"{MODE}_clear")
-                invert = gr.Button("Invert mask", size="sm", elem_id=f"{MODE}_invert")
-                coverage = gr.Markdown("No mask yet.", elem_id=f"{MODE}_coverage",
-                                       elem_classes=["hint"])
+            with gr.Row(equal_height=True, elem_classes=["mask-tools"]):
+                with gr.Column(scale=4, min_width=220):
+                    with gr.Row(elem_classes=["tight-row"]):
+                        clear = gr.Button("Clear mask", size="sm", elem_id=f"{MODE}_clear")
+                        invert = gr.Button("Invert mask", size="sm", elem_id=f"{MODE}_invert")
+                        check = gr.Button("Show mask", size="sm", elem_id=f"{MODE}_show_mask")
+                    coverage = gr.Markdown(
+                        "Paint with the brush; the eraser takes paint away.",
+                        elem_id=f"{MODE}_coverage",
+                        elem_classes=["hint"],
+                    )
                 mask_view = gr.Image(
-                    label="Mask (white = change)", type="pil", image_mode="L", format="png",
-                    interactive=False, height=110, min_width=110, show_label=False,
-                    buttons=[], elem_id=f"{MODE}_mask_preview",
+                    label="Mask (white = change)", show_label=False, type="pil",
+                    image_mode="L", format="png", interactive=False, height=96, min_width=96,
+                    scale=1, buttons=[], container=False, elem_id=f"{MODE}_mask_preview",
                 )
             prompt = gr.Textbox(
                 label="What to put there",
@@ -89,12 +95,21 @@ def build(shared: Shared) -> TabSpec:
         text = "No mask yet: paint over the picture." if share == 0 else f"Mask: {share:.1%} of the picture"
         return thumbnail(mask, 220), text
 
-    editor.change(
-        show_mask, editor, [mask_view, coverage], show_progress="hidden",
-        trigger_mode="always_last", api_visibility="private",
-    )
-    clear.click(clear_editor_mask, editor, editor, show_progress="hidden", api_visibility="private")
-    invert.click(invert_editor_mask, editor, editor, show_progress="hidden", api_visibility="private")
+    # Not on every stroke: a live .change makes the editor upload the whole canvas (picture
+    # included) after each stroke. The preview refreshes on demand, on invert/clear, and
+    # with each run (which sends the canvas anyway).
+    quiet = {"show_progress": "hidden", "api_visibility": "private"}
+    check.click(show_mask, editor, [mask_view, coverage], **quiet)
+
+    def clear_mask(value: dict[str, Any] | None):
+        return clear_editor_mask(value), *show_mask(clear_editor_mask(value))
+
+    def invert_mask(value: dict[str, Any] | None):
+        inverted = invert_editor_mask(value)
+        return inverted, *show_mask(inverted)
+
+    clear.click(clear_mask, editor, [editor, mask_view, coverage], **quiet)
+    invert.click(invert_mask, editor, [editor, mask_view, coverage], **quiet)
 
     def make(values: list[Any]) -> Built:
         common, (value, text, g, f, neg) = common_values(adv, values)
@@ -110,7 +125,8 @@ def build(shared: Shared) -> TabSpec:
         )
         params = {"prompt": text, "grow": int(g), "feather": int(f), "negative_prompt": neg,
                   **common}
-        return Built(request, params, (background,))
+        preview, text = show_mask(value)
+        return Built(request, params, (background,), {mask_view: preview, coverage: text})
 
     return TabSpec(
         mode=MODE,
@@ -123,4 +139,5 @@ def build(shared: Shared) -> TabSpec:
                 **adv.fields()},
         sources=[editor],
         editor_sources=frozenset({0}),
+        extra_outputs=[mask_view, coverage],
     )

@@ -18,19 +18,21 @@ def build(shared: Shared) -> TabSpec:
     sampling = shared.ctx.settings.sampling
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
+            # The main reference gets the room: it sets the canvas of the result.
+            def slot(i: int, height: int) -> gr.Image:
+                return gr.Image(
+                    label=SLOT_LABELS[i],
+                    type="pil",
+                    image_mode=None,
+                    sources=["upload", "clipboard"],
+                    height=height,
+                    min_width=120,
+                    elem_id=f"{MODE}_image{i + 1}",
+                )
+
+            slots = [slot(0, 230)]
             with gr.Row():
-                slots = [
-                    gr.Image(
-                        label=label,
-                        type="pil",
-                        image_mode=None,
-                        sources=["upload", "clipboard"],
-                        height=200,
-                        min_width=100,
-                        elem_id=f"{MODE}_image{i + 1}",
-                    )
-                    for i, label in enumerate(SLOT_LABELS)
-                ]
+                slots += [slot(1, 170), slot(2, 170)]
             gr.Markdown(
                 "The main reference sets the canvas; refer to the others as "
                 "“picture 2” and “picture 3” in the instruction.",

@@ -1,0 +1,144 @@
+"""Browser tests: Debian's chromium (Playwright, sync API) against the real studio app served
+by uvicorn in a thread, talking to the fake ComfyUI over real HTTP + websocket.
+
+One browser, one studio and one fake per session; a fresh browser context (so a fresh Gradio
+session and history) per test. Skips cleanly when chromium is missing (`make test` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from tests.fake_comfy import FakeComfy  # noqa: E402
+
+CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags chromium tries to reach outside hosts.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1440, "height": 900}
+# Fast but visible: a 20-step run takes about a second, previews and progress included.
+STEP_DELAY = 0.04
+LOAD_DELAY = 0.2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"chromium not installed at {CHROMIUM} (make test installs it)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def fake(chromium_path: str) -> Iterator[FakeComfy]:
+    server = FakeComfy(step_delay=STEP_DELAY, load_delay=LOAD_DELAY).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def studio_url(fake: FakeComfy) -> Iterator[str]:
+    import uvicorn
+
+    import app as appmod
+    from backend.settings import Settings
+
+    # An empty environment: the developer's STUDIO_* variables do not leak into the test.
+    settings = Settings.from_env({}, comfy_url=fake.url, poll_interval_s=0.5)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(appmod.create_app(settings), host="127.0.0.1", port=port,
+                       log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="studio", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the studio did not start")
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_FLAGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser, studio_url: str, fake: FakeComfy):
+    fake.clear_faults()
+    fake.set_delays(step=STEP_DELAY, load=LOAD_DELAY)
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    pg.goto(studio_url)
+    pg.locator("#mode-tabs").wait_for()
+    pg.locator("#comfy_state").wait_for()
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def pictures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small, distinct input pictures (a landscape, a portrait, a textured one)."""
+    folder = tmp_path_factory.mktemp("pictures")
+    scene = Image.new("RGB", (320, 240), (70, 130, 180))
+    draw = ImageDraw.Draw(scene)
+    draw.ellipse((110, 60, 210, 160), fill=(240, 200, 60))
+    draw.rectangle((0, 200, 320, 240), fill=(60, 160, 80))
+    portrait = Image.new("RGB", (192, 256), (200, 90, 60))
+    ImageDraw.Draw(portrait).rectangle((40, 60, 150, 200), fill=(30, 30, 90))
+    # A gradient, so any pixel the studio touches outside the mask would show.
+    texture = Image.linear_gradient("L").resize((320, 240)).convert("RGB")
+    paths = {}
+    for name, image in (("scene", scene), ("portrait", portrait), ("texture", texture)):
+        paths[name] = folder / f"{name}.png"
+        image.save(paths[name])
+    return paths

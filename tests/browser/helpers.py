@@ -1,0 +1,91 @@
+"""What a person does in the studio, as small Playwright steps shared by the browser tests
+and the screenshot script."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+TAB_NAMES = {
+    "generate": "Generate",
+    "edit": "Edit",
+    "multiref": "Multi-ref",
+    "remove_background": "Remove background",
+    "region_edit": "Region edit",
+    "inpaint": "Inpaint",
+    "outpaint": "Outpaint",
+}
+SCREENSHOT_DIR_ENV = "STUDIO_SCREENSHOT_DIR"
+
+
+def open_tab(page: Page, mode: str) -> None:
+    page.get_by_role("tab", name=TAB_NAMES[mode], exact=True).click()
+    expect(page.locator(f"#{mode}_run")).to_be_visible()
+
+
+def upload(page: Page, elem_id: str, path: Path) -> None:
+    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
+    expect(page.locator(f"#{elem_id} img, #{elem_id} canvas").first).to_be_visible()
+
+
+def fill(page: Page, elem_id: str, text: str) -> None:
+    page.locator(f"#{elem_id} textarea").fill(text)
+
+
+def run(page: Page, mode: str) -> None:
+    page.locator(f"#{mode}_run").click()
+
+
+def wait_result(page: Page, mode: str, timeout: float = 30_000) -> None:
+    """Finished: the status says so, the info line has the size, the result is shown."""
+    expect(page.locator(f"#{mode}_status")).to_contain_text("Done.", timeout=timeout)
+    expect(page.locator(f"#{mode}_info")).to_contain_text("×")
+    expect(page.locator(f"#{mode}_result img")).to_be_visible()
+
+
+def fetch_image(page: Page, selector: str) -> tuple[Image.Image, bytes]:
+    """The file behind an <img> as the browser would download it (same cookies)."""
+    src = page.locator(selector).first.get_attribute("src")
+    assert src, f"no image at {selector}"
+    response = page.request.get(src)
+    assert response.ok, f"{src}: HTTP {response.status}"
+    data = response.body()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image, data
+
+
+def paint_stroke(page: Page, elem_id: str, start=(0.3, 0.45), end=(0.55, 0.45), steps=4) -> None:
+    """A short brush stroke across the editor canvas (fractions of the canvas box).
+
+    Few mouse steps on purpose: every move repaints the WebGL canvas in software here.
+    """
+    canvas = page.locator(f"#{elem_id} canvas").first
+    box = canvas.bounding_box()
+    assert box, "editor canvas not visible"
+    x0, y0 = box["x"] + box["width"] * start[0], box["y"] + box["height"] * start[1]
+    x1, y1 = box["x"] + box["width"] * end[0], box["y"] + box["height"] * end[1]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=steps)
+    page.mouse.up()
+
+
+def maybe_screenshot(page: Page, name: str) -> None:
+    """Only when asked (tests/browser/screenshots.py): tests do not touch the tree."""
+    folder = os.environ.get(SCREENSHOT_DIR_ENV)
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(2300)  # one sidebar tick, so it shows the state after the run
+    page.evaluate(
+        "() => { document.querySelectorAll('.toast-wrap').forEach(t => t.remove());"
+        " window.scrollTo(0, 0); }"
+    )
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(Path(folder) / f"{name}.png"))
