@@ -121,7 +121,9 @@ class NodeContext:
                                     "node": self.node_id}, sid)
         if preview is not None and not with_metadata:
             self._hub.emit_preview(preview, sid, fmt=preview_format, max_size=max_size)
-        await asyncio.sleep(0)   # let HTTP (e.g. /interrupt) in between steps
+        # The configured per-step time (read live: /__fake__/delays may change it); at least a
+        # yield so HTTP (e.g. /interrupt) gets in between steps.
+        await asyncio.sleep(max(0.0, self._config.step_delay))
 
     async def load_model(self, folder: str, name: str, vram_gb: float) -> None:
         fault = self._faults.take_node_fault(name, folder)
