@@ -91,7 +91,8 @@ def common_values(adv: Advanced | None, values: Sequence[Any]) -> tuple[dict[str
 
 def redact(text: str, ctx: Any) -> str:
     """The browser never learns ComfyUI's address, whatever an error message says."""
-    return scrub(text, getattr(getattr(ctx, "settings", None), "comfy_url", "") or "")
+    text = scrub(text, getattr(getattr(ctx, "settings", None), "comfy_url", "") or "")
+    return text.replace("ComfyUI at ComfyUI", "ComfyUI")
 
 
 def status_html(text: str, kind: str = "idle") -> str:

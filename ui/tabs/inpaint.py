@@ -22,7 +22,6 @@ from ui.imaging import (
     editor_mask,
     invert_editor_mask,
     mask_coverage,
-    thumbnail,
 )
 from ui.widgets import Built, Shared, TabSpec, common_values
 
@@ -93,7 +92,8 @@ def build(shared: Shared) -> TabSpec:
             return None, "No picture yet."
         share = mask_coverage(mask)
         text = "No mask yet: paint over the picture." if share == 0 else f"Mask: {share:.1%} of the picture"
-        return thumbnail(mask, 220), text
+        # Full resolution: the tests check the stroke against exactly the mask that ran.
+        return mask, text
 
     # Not on every stroke: a live .change makes the editor upload the whole canvas (picture
     # included) after each stroke. The preview refreshes on demand, on invert/clear, and

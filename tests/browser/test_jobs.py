@@ -1,0 +1,83 @@
+"""Stop, the sidebar's VRAM figures, and ComfyUI going away and coming back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.helpers import fill, open_tab, run, upload, wait_result
+
+pytestmark = pytest.mark.browser
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def start_generate(page: Page) -> None:
+    open_tab(page, "generate")
+    fill(page, "generate_prompt", "a lighthouse at dusk")
+    page.locator("#generate_size input").click()
+    page.get_by_role("option", name="1024×1024 · 1:1 (faster)").click()
+    run(page, "generate")
+
+
+def test_stop_interrupts_the_job_in_comfyui(page: Page, fake) -> None:
+    fake.set_delays(step=0.4)  # 20 steps: 8 s, time enough to press Stop mid-sampling
+    before = fake.counters["interrupts"]
+    start_generate(page)
+    # Sampling is under way once the bar counts steps.
+    expect(page.locator("#generate_status .progress-text")).to_contain_text("steps")
+    page.locator("#generate_stop").click()
+
+    assert wait_until(lambda: fake.counters["interrupts"] > before), "no POST /interrupt"
+    expect(page.locator("#generate_msg")).to_contain_text("Stopped")
+    assert fake.wait_idle(10), "the prompt kept running after Stop"
+    expect(page.locator("#generate_result")).to_be_visible()
+    expect(page.locator("#generate_info")).not_to_contain_text("Seed")
+
+
+def vram_text(page: Page) -> str:
+    return page.locator("#vram_meter .meter-value").inner_text()
+
+
+def test_sidebar_vram_follows_a_run_and_free_vram(page: Page, pictures) -> None:
+    page.locator("#free_vram").click()
+    expect(page.locator("#side_action")).not_to_be_empty()
+    expect(page.locator("#vram_meter .meter-value")).to_be_visible()
+    idle = vram_text(page)
+
+    open_tab(page, "remove_background")
+    upload(page, "remove_background_image", pictures["portrait"])
+    run(page, "remove_background")
+    wait_result(page, "remove_background")
+    # The 2 s tick shows the model now held in VRAM.
+    expect(page.locator("#vram_meter .meter-value")).not_to_have_text(idle, timeout=10_000)
+
+    page.locator("#free_vram").click()
+    expect(page.locator("#vram_meter .meter-value")).to_have_text(idle, timeout=10_000)
+
+
+def test_comfyui_down_then_back_without_restarting_the_studio(page: Page, fake) -> None:
+    port = fake.url.rsplit(":", 1)[-1]
+    fake.stop()
+    try:
+        expect(page.locator("#comfy_state")).to_contain_text(
+            "ComfyUI offline — not reachable", timeout=20_000
+        )
+        start_generate(page)
+        expect(page.locator("#generate_msg")).to_contain_text("not reachable", timeout=20_000)
+        # The browser never learns where ComfyUI lives.
+        assert f":{port}" not in page.content()
+    finally:
+        fake.start()
+    expect(page.locator("#comfy_state")).to_contain_text("ComfyUI online", timeout=20_000)
+    run(page, "generate")
+    wait_result(page, "generate")
