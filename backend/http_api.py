@@ -194,7 +194,8 @@ def build_api_router(ctx: Any) -> APIRouter:
         fresh_for = max(2 * settings.poll_interval_s, 5.0)
         if snap.checked_at is None or time.time() - snap.checked_at > fresh_for:
             with contextlib.suppress(Exception):
-                snap = await asyncio.wait_for(ctx.monitor.refresh_now(), HEALTH_REFRESH_S)
+                async with asyncio.timeout(HEALTH_REFRESH_S):
+                    snap = await ctx.monitor.refresh_now()
         body = {
             "studio": "ok",
             "comfyui": {

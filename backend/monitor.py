@@ -140,7 +140,8 @@ class Monitor:
         """POST /free (unload models, free memory), then refresh; a sentence for the UI."""
         before = self._snap.vram_free
         try:
-            await asyncio.wait_for(self._client.free(), POLL_TIMEOUT_S)
+            async with asyncio.timeout(POLL_TIMEOUT_S):
+                await self._client.free()
         except Exception as exc:  # a sentence, never an exception, for the button
             log.warning("free VRAM failed: %s", exc)
             return "Could not free VRAM: " + offline_message(exc, self._settings.comfy_url)
@@ -168,10 +169,13 @@ class Monitor:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        # Cancel until it is really done: a cancel that lands as an await completes can be lost.
+        for _ in range(20):
+            if task is None or task.done():
+                break
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                await task
+            with contextlib.suppress(RuntimeError):   # the task's loop is already closed
+                await asyncio.wait({task}, timeout=0.5)
 
     # -- the poll loop ----------------------------------------------------------------------
     async def _run(self) -> None:
@@ -200,10 +204,11 @@ class Monitor:
             self.polls += 1
             was_online = self._snap.online
             try:
-                stats, queue = await asyncio.wait_for(
-                    asyncio.gather(self._client.system_stats(), self._client.queue()),
-                    POLL_TIMEOUT_S,
-                )
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+                async with asyncio.timeout(POLL_TIMEOUT_S):
+                    stats, queue = await asyncio.gather(
+                        self._client.system_stats(), self._client.queue()
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -248,7 +253,8 @@ class Monitor:
     # -- readiness and fit ------------------------------------------------------------------
     async def _check_readiness(self) -> None:
         try:
-            result = await asyncio.wait_for(self._readiness_by_mode(), POLL_TIMEOUT_S * 3)
+            async with asyncio.timeout(POLL_TIMEOUT_S * 3):
+                result = await self._readiness_by_mode()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
