@@ -49,6 +49,7 @@ from backend.operations import InvalidRequest, Operation, Prepared, operation_fo
 from backend.operations.images import decode_output
 from backend.operations.sizing import round_to_grid
 from backend.progress import ProgressTracker
+from backend.scheduler import Scheduler, SchedulerConfig
 from backend.settings import Settings
 from backend.workflows import Template, TemplateError, bind, new_nonce
 
@@ -95,6 +96,8 @@ class Studio:
         # What ComfyUI ran last for us (the monitor shows it; Started.loading_models uses it).
         self.last_mode: str | None = None
         self.loaded_model: str | None = None
+        # Jobs wait here for their turn, grouped by model if settings.scheduling says so.
+        self.scheduler = Scheduler(SchedulerConfig.from_settings(settings))
 
     async def run(self, request: Any) -> AsyncIterator[JobEvent]:
         started = time.monotonic()
@@ -207,7 +210,10 @@ class Studio:
 
         run.tracker = ProgressTracker(graph)
         outputs: dict[str, list[Image.Image]] = {}
+        turn = self.scheduler.enter(model, since=started)
         try:
+            async for position in turn.wait():
+                yield Queued(position, "")  # in the studio's queue: no prompt id yet
             precheck = getattr(op, "precheck_role", None)
             if precheck and precheck in template.output_roles:
                 node = template.output_roles[precheck]
@@ -223,15 +229,19 @@ class Studio:
             async with aclosing(self._follow(graph, run, None)) as events:
                 async for event in events:
                     yield event
+            turn.leave()  # ComfyUI is done with it: the next job goes while we fetch
             for role, node in template.output_roles.items():
                 if role not in outputs:
                     outputs[role] = await self._fetch(run.done, node)
         except ComfyError as exc:
+            turn.leave()  # before the consumer gets the error: it may hold on to it
             yield from_comfy_error(
                 exc, graph=graph, template=str(template.path), work_size=prepared.work_size,
                 models=self.settings.models,
             )
             return
+        finally:
+            turn.leave()
 
         if not outputs.get("output"):
             yield Failed(
