@@ -1,0 +1,232 @@
+"""The studio-side dispatcher's policy with a fake clock and no ComfyUI: release order under
+fifo and group, the skip and wait bounds, positions as they change, leaving while waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from backend.scheduler import Scheduler, SchedulerConfig, Turn
+from backend.settings import Settings
+
+GEN, EDIT, TURBO = "gen.safetensors", "edit.safetensors", "turbo.safetensors"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(policy: str = "group", **limits: float) -> tuple[Scheduler, Clock]:
+    clock = Clock()
+    return Scheduler(SchedulerConfig(policy, **limits), clock=clock), clock  # type: ignore[arg-type]
+
+
+@dataclass
+class Job:
+    name: str
+    turn: Turn
+
+
+def enter(scheduler: Scheduler, clock: Clock, spec: str) -> list[Job]:
+    """`spec` like "g e g -": one job per letter (g/e/t a model group, - none), 1 s apart."""
+    groups = {"g": GEN, "e": EDIT, "t": TURBO, "-": None}
+    jobs = []
+    for i, letter in enumerate(spec.split()):
+        clock.now += 1
+        jobs.append(Job(f"{letter}{i}", scheduler.enter(groups[letter])))
+    return jobs
+
+
+def drain(jobs: list[Job]) -> list[str]:
+    """Finish whatever runs, one at a time, until every job has run; the release order."""
+    order: list[str] = []
+    pending = list(jobs)
+    while pending:
+        running = [j for j in pending if j.turn.released]
+        assert len(running) == 1, [j.name for j in running]
+        order.append(running[0].name)
+        pending.remove(running[0])
+        running[0].turn.leave()
+    return order
+
+
+def test_fifo_releases_in_arrival_order() -> None:
+    scheduler, clock = make("fifo")
+    jobs = enter(scheduler, clock, "g e g e g e")
+    assert [j.turn.released for j in jobs] == [True] + [False] * 5
+    assert drain(jobs) == ["g0", "e1", "g2", "e3", "g4", "e5"]
+    assert scheduler.in_flight == 0 and scheduler.waiting() == ()
+
+
+def test_group_prefers_the_loaded_model_oldest_first() -> None:
+    scheduler, clock = make("group", max_skips=10)
+    jobs = enter(scheduler, clock, "g e g e g e")
+    assert drain(jobs) == ["g0", "g2", "g4", "e1", "e3", "e5"]
+
+
+def test_group_without_a_match_takes_the_oldest() -> None:
+    scheduler, clock = make("group", max_skips=10)
+    jobs = enter(scheduler, clock, "g t e t e")
+    # After g0 nothing shares its model: the oldest (t1) goes, then the other turbo job.
+    assert drain(jobs) == ["g0", "t1", "t3", "e2", "e4"]
+
+
+def test_a_job_without_a_model_fits_anywhere() -> None:
+    scheduler, clock = make("group", max_skips=10)
+    jobs = enter(scheduler, clock, "g e - g")
+    # Background removal (-) loads no diffusion model: it goes before the edit and the
+    # generate job after it still finds its model loaded.
+    assert drain(jobs) == ["g0", "-2", "g3", "e1"]
+
+
+def test_no_job_is_passed_over_more_than_max_skips_times() -> None:
+    scheduler, clock = make("group", max_skips=2)
+    jobs = enter(scheduler, clock, "g e g g g g")
+    assert drain(jobs) == ["g0", "g2", "g3", "e1", "g4", "g5"]
+    assert jobs[1].turn.skips == 2
+
+
+def test_max_skips_zero_is_fifo() -> None:
+    scheduler, clock = make("group", max_skips=0)
+    jobs = enter(scheduler, clock, "g e g e g")
+    assert drain(jobs) == ["g0", "e1", "g2", "e3", "g4"]
+
+
+def test_a_job_that_waited_max_wait_s_goes_next() -> None:
+    scheduler, clock = make("group", max_skips=10, max_wait_s=30.0)
+    jobs = enter(scheduler, clock, "g e g g")
+    jobs[0].turn.leave()  # g2 shares the model: it goes, e1 was passed over once
+    assert jobs[2].turn.released and not jobs[1].turn.released
+    clock.now += 30.0     # e1 has now waited longer than max_wait_s
+    jobs[2].turn.leave()
+    assert jobs[1].turn.released and not jobs[3].turn.released
+
+
+@pytest.mark.parametrize("max_skips", [0, 1, 3])
+def test_random_workloads_respect_the_skip_bound_and_swap_less(max_skips: int) -> None:
+    rng = random.Random(max_skips)
+    for _ in range(50):
+        spec = " ".join(rng.choice("gget-") for _ in range(rng.randint(2, 14)))
+        orders = {}
+        for policy in ("fifo", "group"):
+            scheduler, clock = make(policy, max_skips=max_skips)
+            orders[policy] = drain(enter(scheduler, clock, spec))
+        arrival = {name: i for i, name in enumerate(orders["fifo"])}
+        for rank, name in enumerate(orders["group"]):
+            later_before = [n for n in orders["group"][:rank] if arrival[n] > arrival[name]]
+            assert len(later_before) <= max_skips, (spec, orders["group"], name)
+        assert swaps(orders["group"]) <= swaps(orders["fifo"]), spec
+
+
+def swaps(order: list[str]) -> int:
+    loaded, count = None, 0
+    for name in order:
+        letter = name[0]
+        if letter != "-":
+            count += loaded is not None and letter != loaded
+            loaded = letter
+    return count
+
+
+def test_leaving_while_waiting_frees_the_place_not_the_slot() -> None:
+    scheduler, clock = make("fifo")
+    jobs = enter(scheduler, clock, "g e g")
+    jobs[1].turn.leave()
+    assert scheduler.in_flight == 1 and [w.position for w in scheduler.waiting()] == [1]
+    assert not jobs[2].turn.released
+    jobs[1].turn.leave()  # idempotent
+    jobs[0].turn.leave()
+    assert jobs[2].turn.released and not jobs[1].turn.released
+    jobs[2].turn.leave()
+    assert scheduler.in_flight == 0 and scheduler.waiting() == ()
+
+
+def test_an_earlier_since_keeps_an_earlier_place() -> None:
+    scheduler, clock = make("fifo")
+    first = scheduler.enter(GEN)
+    clock.now += 5
+    late = scheduler.enter(EDIT)
+    retry = scheduler.enter(GEN, since=clock.now - 10)   # e.g. an out-of-memory retry
+    first.leave()
+    assert retry.released and not late.released
+
+
+def test_depth_two_keeps_one_pending() -> None:
+    scheduler = Scheduler(SchedulerConfig("fifo", depth=2))
+    a, b, c = scheduler.enter(GEN), scheduler.enter(EDIT), scheduler.enter(GEN)
+    assert (a.released, b.released, c.released) == (True, True, False)
+    assert [w.position for w in scheduler.waiting()] == [2]
+
+
+async def positions(turn: Turn, seen: list[int]) -> None:
+    async for position in turn.wait():
+        seen.append(position)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_wait_yields_positions_as_they_change_then_returns() -> None:
+    scheduler, clock = make("group", max_skips=10)
+    gen, edit = enter(scheduler, clock, "g e")
+    seen: dict[str, list[int]] = {"edit": [], "gen2": []}
+    edit_task = asyncio.create_task(positions(edit.turn, seen["edit"]))
+    await settle()
+    assert seen["edit"] == [1]
+    gen2 = enter(scheduler, clock, "g")[0]           # shares the loaded model: goes first
+    gen2_task = asyncio.create_task(positions(gen2.turn, seen["gen2"]))
+    await settle()
+    assert seen == {"edit": [1, 2], "gen2": [1]}
+    assert [(w.position, w.group) for w in scheduler.waiting()] == [(1, GEN), (2, EDIT)]
+    gen.turn.leave()
+    await settle()
+    assert gen2_task.done() and not edit_task.done()
+    assert seen["edit"] == [1, 2, 1]
+    gen2.turn.leave()
+    await asyncio.wait_for(edit_task, 1)
+    assert seen["edit"] == [1, 2, 1]   # released: no position 0 from the studio's queue
+
+
+async def test_a_released_job_waits_for_nothing() -> None:
+    scheduler, _ = make("fifo")
+    turn = scheduler.enter(GEN)
+    assert [p async for p in turn.wait()] == []
+
+
+async def test_cancelling_a_waiting_consumer_lets_it_leave() -> None:
+    scheduler, clock = make("fifo")
+    running, waiting, last = enter(scheduler, clock, "g e g")
+
+    async def job(turn: Turn) -> None:
+        try:
+            async for _ in turn.wait():
+                pass
+        finally:
+            turn.leave()
+
+    task = asyncio.create_task(job(waiting.turn))
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [w.position for w in scheduler.waiting()] == [1]
+    running.turn.leave()
+    assert last.turn.released
+
+
+def test_config_from_settings_and_bad_values() -> None:
+    config = SchedulerConfig.from_settings(Settings(scheduling="group"))
+    assert (config.policy, config.max_skips, config.depth) == ("group", 3, 1)
+    with pytest.raises(ValueError, match="STUDIO_SCHEDULING"):
+        SchedulerConfig("groups")
+    with pytest.raises(ValueError):
+        SchedulerConfig("group", max_skips=-1)
