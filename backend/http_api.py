@@ -137,15 +137,13 @@ def build_api_router(ctx: Any) -> APIRouter:
                 results.append((finished, image))
         return results
 
-    def images_response(results: list[tuple[Any, Any]], prompt: str, size: str | None) -> dict:
+    def images_response(results: list[tuple[Any, Any]], prompt: str) -> dict:
         data = [
             {"b64_json": _png_b64(image), "revised_prompt": prompt, "seed": finished.seed}
             for finished, image in results
         ]
         body: dict[str, Any] = {"created": int(time.time()), "data": data, "output_format": "png"}
-        if size:
-            body["size"] = size
-        elif results:
+        if results:   # what ran: an out-of-memory retry may have used a smaller size
             w, h = results[0][1].size
             body["size"] = f"{w}x{h}"
         return body
@@ -171,8 +169,7 @@ def build_api_router(ctx: Any) -> APIRouter:
             for i in range(common.n)
         ]
         results = await run_all(requests, http)
-        body = await asyncio.to_thread(images_response, results, prompt, f"{width}x{height}")
-        return JSONResponse(body)
+        return JSONResponse(await asyncio.to_thread(images_response, results, prompt))
 
     async def edits(http: Request) -> Response:
         _check_length(http, settings.max_upload_bytes * 5 + MAX_JSON_BYTES)
@@ -182,7 +179,7 @@ def build_api_router(ctx: Any) -> APIRouter:
         )
         results = await run_all(requests, http)
         prompt = str(form.fields.get("prompt") or "")
-        return JSONResponse(await asyncio.to_thread(images_response, results, prompt, None))
+        return JSONResponse(await asyncio.to_thread(images_response, results, prompt))
 
     async def models(_http: Request) -> Response:
         ids = model_ids(GENERATE_MODELS, variants) + model_ids(EDIT_MODELS, variants)

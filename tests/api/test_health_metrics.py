@@ -219,3 +219,14 @@ def wait_running(fake) -> None:
     while not fake.queue_ids()[0]:
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.02)
+
+
+def test_out_of_memory_retry_answers_with_the_smaller_image(fake_comfy, small_studio):
+    url = small_studio(oom_retry=True)
+    fake_comfy.oom_at("KSampler", times=1)
+    response = httpx.post(url + "/v1/images/generations", headers=auth(), timeout=30,
+                          json={"prompt": "big", "size": "512x512", "steps": 1})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["size"] == "448x448"                     # ~75% of the pixels, same seed
+    assert len(body["data"]) == 1
