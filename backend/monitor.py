@@ -146,6 +146,10 @@ class Monitor:
             log.warning("free VRAM failed: %s", exc)
             return "Could not free VRAM: " + offline_message(exc, self._settings.comfy_url)
         self._last_mode = None
+        # ComfyUI holds no model now: the next job loads one (Started.loading_models, swaps).
+        for name in ("last_mode", "loaded_model"):
+            if getattr(self._studio, name, None) is not None:
+                setattr(self._studio, name, None)
         snap = await self.refresh_now()
         if before is None or snap.vram_free is None:
             return "Asked ComfyUI to unload its models and free memory."

@@ -174,13 +174,25 @@ async def test_readiness_names_what_is_missing(monitor_and_client):
     assert snap.modes["edit"].ready is False and "LanPaint" not in snap.modes["edit"].missing
 
 
-async def test_free_vram_reports_what_was_freed(monitor_and_client):
-    monitor, client = monitor_and_client
-    await monitor.refresh_now()
-    message = await monitor.free_vram()
-    assert client.calls["free"] == 1
-    assert message.startswith("Freed 28.1 GB")
-    assert monitor.snapshot().vram_free == client.vram_free
+async def test_free_vram_reports_what_was_freed(settings, library):
+    class Studio:
+        last_mode = "edit"
+        loaded_model = "qwen_image_edit_2511_fp8mixed.safetensors"
+
+    client = StubClient(library, settings)
+    studio = Studio()
+    monitor = Monitor(client, settings, library, studio)
+    try:
+        assert (await monitor.refresh_now()).loaded_model == studio.loaded_model
+        message = await monitor.free_vram()
+        assert client.calls["free"] == 1
+        assert message.startswith("Freed 28.1 GB")
+        snap = monitor.snapshot()
+        assert snap.vram_free == client.vram_free
+        # Nothing is loaded any more: the next job pays the load again.
+        assert snap.loaded_model is None and studio.loaded_model is None
+    finally:
+        await monitor.aclose()
 
 
 async def test_free_vram_offline_is_a_sentence(monitor_and_client):
