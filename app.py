@@ -56,8 +56,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--listen", action="store_true", help="serve on all interfaces (LAN)")
     parser.add_argument("--port", type=int, help="port (default 7860, or $PORT)")
     parser.add_argument("--comfy-url", help="ComfyUI base URL (default $COMFYUI_URL)")
-    parser.add_argument("--url", help="for `health`: the studio to probe")
-    return parser.parse_args(argv)
+    # Anything else (e.g. `health --timeout 30`, `warmup --modes edit`) goes to backend/cli.py.
+    args, args.rest = parser.parse_known_args(argv)
+    if args.command == "serve" and args.rest:
+        parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
+    return args
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":
         from backend.cli import main as cli_main
 
-        return cli_main([args.command, *(["--url", args.url] if args.url else [])], settings)
+        return cli_main([args.command, *args.rest], settings)
 
     import uvicorn
 
