@@ -232,6 +232,11 @@ class Monitor:
                 return
             if not was_online and self._snap.checked_at is not None:
                 log.info("ComfyUI is online again")
+            # The shared socket otherwise opens with the first job; /healthz and the sidebar
+            # should see it connected as soon as ComfyUI answers.
+            open_socket = getattr(self._client, "open_socket", None)
+            if open_socket is not None and not getattr(self._client, "connected", True):
+                open_socket()
             device = stats.devices[0] if stats.devices else None
             snap = MonitorSnapshot(
                 online=True,
