@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.helpers import fill, open_tab, run, upload, wait_result
 
 pytestmark = pytest.mark.browser
+GIB = 1024**3
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:
@@ -44,25 +45,31 @@ def test_stop_interrupts_the_job_in_comfyui(page: Page, fake) -> None:
     expect(page.locator("#generate_info")).not_to_contain_text("Seed")
 
 
-def vram_text(page: Page) -> str:
-    return page.locator("#vram_meter .meter-value").inner_text()
+def vram_text(fake) -> str:
+    """What the sidebar's VRAM meter should say for the fake's memory right now."""
+    total = int(fake.config.vram_total_gb * GIB)
+    return f"{(total - fake.vram_free) / GIB:.1f} / {total / GIB:.1f} GB"
 
 
-def test_sidebar_vram_follows_a_run_and_free_vram(page: Page, pictures) -> None:
+def test_sidebar_vram_follows_a_run_and_free_vram(page: Page, fake, pictures) -> None:
+    meter = page.locator("#vram_meter .meter-value")
     page.locator("#free_vram").click()
     expect(page.locator("#side_action")).not_to_be_empty()
-    expect(page.locator("#vram_meter .meter-value")).to_be_visible()
-    idle = vram_text(page)
+    assert fake.wait_idle(10)
+    idle = vram_text(fake)
+    # A tick already in flight may briefly show the old figure; the next one must not.
+    expect(meter).to_have_text(idle, timeout=10_000)
 
     open_tab(page, "remove_background")
     upload(page, "remove_background_image", pictures["portrait"])
     run(page, "remove_background")
     wait_result(page, "remove_background")
-    # The 2 s tick shows the model now held in VRAM.
-    expect(page.locator("#vram_meter .meter-value")).not_to_have_text(idle, timeout=10_000)
+    loaded = vram_text(fake)
+    assert loaded != idle, "the run left its model in the fake's VRAM"
+    expect(meter).to_have_text(loaded, timeout=10_000)
 
     page.locator("#free_vram").click()
-    expect(page.locator("#vram_meter .meter-value")).to_have_text(idle, timeout=10_000)
+    expect(meter).to_have_text(idle, timeout=10_000)
 
 
 def test_comfyui_down_then_back_without_restarting_the_studio(page: Page, fake) -> None:
