@@ -52,7 +52,7 @@ def build_ui(ctx: Any) -> gr.Blocks:
     with gr.Blocks(title="Banana Studio", fill_width=True, delete_cache=(3600, 86400)) as demo:
         current_mode = gr.State("generate")
         shared.history = gr.State([])
-        sidebar.build_sidebar(demo, ctx, shared.sessions, current_mode)
+        side = sidebar.build_sidebar(demo, ctx, shared.sessions, current_mode)
         gr.HTML(
             f"<div id='app-header'><span class='logo'>{LOGO}</span><h1>Banana Studio</h1>"
             "<span class='subtitle'>Generate and edit pictures with Qwen-Image on your own "
@@ -102,7 +102,10 @@ def build_ui(ctx: Any) -> gr.Blocks:
         for mode, tab in tab_items.items():
             tab.select(lambda m=mode: m, None, current_mode, queue=False, api_visibility="private")
         for spec in specs.values():
-            wire_run(shared, spec)
+            wire_run(shared, spec).then(
+                side.after_run, None, side.status, queue=False, show_progress="hidden",
+                api_visibility="private",
+            )
         wire_send(specs, tabs, current_mode)
         restore.wire_restore(
             specs, tabs, current_mode, shared.history, shared.gallery, details, download, png_drop

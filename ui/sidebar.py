@@ -10,7 +10,8 @@ from __future__ import annotations
 import html
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -148,10 +149,16 @@ def render(snap: Any, mine: Sequence[SessionJob] = (), comfy_url: str = "") -> s
     )
 
 
+@dataclass
+class SidebarHandle:
+    status: gr.HTML
+    after_run: Callable[..., Awaitable[str]]
+
+
 def build_sidebar(
     demo: gr.Blocks, ctx: Any, sessions: SessionJobs, current_mode: gr.State
-) -> gr.HTML:
-    """Call inside the Blocks; returns the status HTML (the browser tests read it)."""
+) -> SidebarHandle:
+    """Call inside the Blocks; `after_run` refreshes the panel once a job ends."""
     comfy_url = getattr(ctx.settings, "comfy_url", "")
 
     def snapshot_html(request: gr.Request) -> str:
@@ -206,7 +213,16 @@ def build_sidebar(
         concurrency_id=RUN_CONCURRENCY_ID,
         api_visibility="private",
     )
-    return status
+    async def after_run(request: gr.Request) -> str:
+        # One poll per finished job (not per viewer), so the queue and VRAM are current
+        # right away instead of up to a poll interval plus a tick later.
+        try:
+            await ctx.monitor.refresh_now()
+        except Exception as exc:
+            log.info("refresh after a run failed: %s", exc)
+        return snapshot_html(request)
+
+    return SidebarHandle(status, after_run)
 
 
 def _describe_warmup(results: Sequence[Any], mode: str) -> str:

@@ -98,7 +98,7 @@ CSS = """
 .tight-row { flex-wrap: nowrap !important; gap: 6px !important; }
 .tight-row > button { min-width: 0 !important; }
 .mask-tools { align-items: center; }
-#inpaint_mask_preview img { object-fit: contain; background: #000; }
+#inpaint_mask_preview img { object-fit: contain; outline: 1px solid var(--border-color-primary); }
 .loaded { overflow-wrap: anywhere; }
 .hint, .hint p { color: var(--body-text-color-subdued); font-size: 0.86rem; }
 

@@ -88,3 +88,19 @@ def test_comfyui_down_then_back_without_restarting_the_studio(page: Page, fake) 
     expect(page.locator("#comfy_state")).to_contain_text("ComfyUI online", timeout=20_000)
     run(page, "generate")
     wait_result(page, "generate")
+
+
+def test_closing_the_tab_ends_the_job_in_comfyui(browser, studio_url: str, fake) -> None:
+    fake.set_delays(step=0.4)
+    before = fake.counters["interrupts"]
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(studio_url)
+        start_generate(page)
+        expect(page.locator("#generate_status .progress-text")).to_contain_text("steps")
+    finally:
+        context.close()
+    # Gradio closes the handler (GeneratorExit); its `finally` closes the job's events.
+    assert wait_until(lambda: fake.counters["interrupts"] > before, timeout=20), "still running"
+    assert fake.wait_idle(10)
