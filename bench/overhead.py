@@ -1,0 +1,117 @@
+"""(a) Per-job overhead of `studio.run` against a bare client, interleaved in one process.
+
+The fake computes nothing slow (step/load delays 0) and makes 1024×1024 outputs. Every job,
+bare or studio, gets a fresh seed so the fake runs the whole graph each time (a new output
+nonce alone would only re-run SaveImage). The bare client submits exactly the graph the studio
+submitted (`Finished.workflow`) with that seed and nonce changed. Jobs alternate bare, studio,
+bare, studio… after a few warm-up runs of each, so drift (files piling up in the fake's output
+folder, CPU frequency, GC) hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from backend.context import StudioContext, build_context
+from backend.jobs import Failed, Finished
+from backend.operations import GenerateRequest
+from bench.bare import BareClient, variant_of
+from bench.common import Stats, standalone, studio_settings
+
+log = logging.getLogger(__name__)
+
+SIZE = 1024
+PROMPT = "a banana-yellow scooter on a rainy Lisbon street"
+
+
+@dataclass(frozen=True)
+class OverheadResult:
+    jobs: int
+    bare: Stats
+    studio: Stats
+    ratio_median: float          # median over pairs of studio/bare
+    added_ms: float              # median over pairs of studio - bare
+    added_p90_ms: float
+
+    def lines(self) -> list[str]:
+        return [
+            f"  {self.jobs} jobs each, interleaved, 1024×1024, 20 steps, fake delays 0",
+            self.bare.line("bare client"),
+            self.studio.line("studio.run"),
+            f"  ratio studio/bare: median {self.ratio_median:.3f}x "
+            f"(of medians {self.studio.median / self.bare.median:.3f}x)",
+            f"  added per job: median {self.added_ms:.1f} ms, p90 {self.added_p90_ms:.1f} ms",
+        ]
+
+
+def generate_request(seed: int, size: int = SIZE, prompt: str = PROMPT) -> GenerateRequest:
+    return GenerateRequest(prompt=prompt, width=size, height=size, seed=seed)
+
+
+async def studio_job(ctx: StudioContext, request: Any) -> Finished:
+    """Run one request to its Finished event (raise on Failed)."""
+    async with aclosing(ctx.studio.run(request)) as events:
+        async for event in events:
+            if isinstance(event, Finished):
+                return event
+            if isinstance(event, Failed):
+                raise RuntimeError(f"studio job failed ({event.kind}): {event.message}")
+    raise RuntimeError("studio.run ended without Finished")
+
+
+@asynccontextmanager
+async def studio_context(comfy_url: str, **overrides: Any) -> AsyncIterator[StudioContext]:
+    ctx = build_context(studio_settings(comfy_url, **overrides))
+    try:
+        yield ctx
+    finally:
+        await ctx.aclose()
+
+
+async def timed(job: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    await job()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def paired(bare_ms: list[float], studio_ms: list[float]) -> tuple[float, float, float]:
+    """Median ratio, median and p90 of the per-pair difference (pairs ran back to back)."""
+    ratios = [s / b for b, s in zip(bare_ms, studio_ms, strict=True)]
+    diffs = sorted(s - b for b, s in zip(bare_ms, studio_ms, strict=True))
+    return statistics.median(ratios), statistics.median(diffs), Stats.of(diffs).p90
+
+
+async def measure(comfy_url: str, jobs: int = 60, warmup: int = 5) -> OverheadResult:
+    seeds = itertools.count(1_000)
+    async with studio_context(comfy_url) as ctx, BareClient(comfy_url) as bare:
+        workflow = (await studio_job(ctx, generate_request(next(seeds)))).workflow
+        bare_ms: list[float] = []
+        studio_ms: list[float] = []
+        for i in range(warmup + jobs):
+            graph = variant_of(workflow, next(seeds))
+            request = generate_request(next(seeds))
+            b = await timed(lambda g=graph: bare.run(g))
+            s = await timed(lambda r=request: studio_job(ctx, r))
+            if i >= warmup:
+                bare_ms.append(b)
+                studio_ms.append(s)
+    ratio, added, added_p90 = paired(bare_ms, studio_ms)
+    return OverheadResult(jobs, Stats.of(bare_ms), Stats.of(studio_ms), ratio, added, added_p90)
+
+
+async def run(fake: Any, jobs: int = 60) -> OverheadResult:
+    fake.set_delays(step=0.0, load=0.0, node=0.0)
+    result = await measure(fake.url, jobs=jobs)
+    print("\n".join(result.lines()), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    standalone(run)

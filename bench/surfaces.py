@@ -1,0 +1,111 @@
+"""(b) The same job through the studio's two surfaces — the Gradio UI's Generate event and
+the OpenAI-style `/v1/images/generations` — with the real app (`app.create_app`) served by
+uvicorn in a thread on a free port, against the bare client, interleaved in one process.
+
+Each surface is timed to the image in the caller's hands: the bare client's /view bytes, the
+Gradio result file fetched from its URL, the API's b64 PNG decoded from the JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import logging
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench.bare import BareClient, variant_of
+from bench.common import ServedApp, Stats, serve_app, standalone, studio_settings
+from bench.gradio_queue import GradioRunner
+from bench.overhead import PROMPT, SIZE, generate_request, studio_context, studio_job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SurfaceResult:
+    jobs: int
+    bare: Stats
+    api: Stats
+    gradio: Stats
+    api_added_ms: float          # median over rounds of (surface - bare)
+    gradio_added_ms: float
+
+    def lines(self) -> list[str]:
+        def ratio(s: Stats) -> str:
+            return f"{s.median / self.bare.median:.2f}x"
+
+        return [
+            f"  {self.jobs} jobs each, interleaved, 1024×1024, 20 steps, fake delays 0;"
+            " app served by uvicorn in a thread",
+            self.bare.line("bare client"),
+            self.api.line("POST /v1/images/generations"),
+            self.gradio.line("Gradio Generate (queue)"),
+            f"  /v1: {ratio(self.api)} of bare, +{self.api_added_ms:.0f} ms per job (median);"
+            f" Gradio: {ratio(self.gradio)} of bare, +{self.gradio_added_ms:.0f} ms per job",
+        ]
+
+
+async def api_job(http: httpx.AsyncClient, seed: int) -> bytes:
+    response = await http.post("/v1/images/generations", json={
+        "prompt": PROMPT, "size": f"{SIZE}x{SIZE}", "seed": seed, "response_format": "b64_json",
+    })
+    response.raise_for_status()
+    return base64.b64decode(response.json()["data"][0]["b64_json"])
+
+
+async def measure(served: ServedApp, comfy_url: str, jobs: int = 20,
+                  warmup: int = 3) -> SurfaceResult:
+    seeds = itertools.count(50_000)
+    async with (
+        studio_context(comfy_url) as ctx,
+        BareClient(comfy_url) as bare,
+        httpx.AsyncClient(base_url=served.url, timeout=120.0) as http,
+    ):
+        workflow = (await studio_job(ctx, generate_request(next(seeds)))).workflow
+        gradio = await GradioRunner.connect(http)
+        runs: dict[str, Callable[[int], Awaitable[Any]]] = {
+            "bare": lambda seed: bare.run(variant_of(workflow, seed)),
+            "api": lambda seed: api_job(http, seed),
+            "gradio": lambda seed: gradio.run({
+                "prompt": PROMPT, "width": SIZE, "height": SIZE, "seed": seed,
+                "randomize": False,
+            }),
+        }
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for i in range(warmup + jobs):
+            for name, job in runs.items():
+                start = time.perf_counter()
+                image = await job(next(seeds))
+                elapsed = (time.perf_counter() - start) * 1000.0
+                if not image.startswith(b"\x89PNG"):
+                    raise RuntimeError(f"{name} did not return a PNG")
+                if i >= warmup:
+                    times[name].append(elapsed)
+
+    def added(name: str) -> float:
+        return statistics.median(s - b for b, s in zip(times["bare"], times[name], strict=True))
+
+    return SurfaceResult(jobs, Stats.of(times["bare"]), Stats.of(times["api"]),
+                         Stats.of(times["gradio"]), added("api"), added("gradio"))
+
+
+async def run(fake: Any, jobs: int = 20) -> SurfaceResult:
+    fake.set_delays(step=0.0, load=0.0, node=0.0)
+    served = await asyncio.to_thread(serve_app, studio_settings(fake.url))
+    try:
+        result = await measure(served, fake.url, jobs=jobs)
+    finally:
+        await asyncio.to_thread(served.close)
+    print("\n".join(result.lines()), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    standalone(run)
