@@ -188,6 +188,10 @@ async def run_job(
                     yield update
             elif isinstance(ev, Failed):
                 yield _failed(ctx, spec, ev)
+    except Exception as exc:  # a bug of ours: say so in the tab, keep the trace in the log
+        log.exception("%s run failed inside the studio", spec.mode)
+        text = f"The studio hit an internal error ({type(exc).__name__}); the server log has details."
+        yield _failed(ctx, spec, Failed(text, "", "execution"))
     finally:
         # Stop (CancelledError) and tab close (GeneratorExit) land here: closing the
         # iterator interrupts the prompt if it runs and deletes it if it waits.
