@@ -190,6 +190,15 @@ def _builder(
         pads = {
             name.removeprefix("pad_"): optional_int(f.get(name), name) or 0 for name in PAD_FIELDS
         }
+        for side, value in pads.items():
+            # Checked here so the error names the form field (pad_right), not the request's.
+            if not 0 <= value <= settings.max_outpaint_pad:
+                raise ApiError(
+                    400,
+                    f"'pad_{side}' must be between 0 and {settings.max_outpaint_pad} pixels "
+                    f"(got {value}).",
+                    param=f"pad_{side}",
+                )
         if not any(pads.values()):
             raise ApiError(
                 400,
