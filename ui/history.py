@@ -24,6 +24,7 @@ from ui import metadata
 log = logging.getLogger(__name__)
 
 HISTORY_CAP = 50
+THUMB_SIDE = 320
 # Result files older than this are removed when new ones are written (long-running servers).
 MAX_FILE_AGE_S = 24 * 3600
 
@@ -38,6 +39,7 @@ class HistoryEntry:
     extras: Mapping[str, str] = field(default_factory=dict)   # e.g. {"mask": path}
     info: str = ""
     created: float = 0.0
+    thumb: str = ""                 # small WebP for the gallery (Gradio hashes every file it serves)
 
 
 class ResultStore:
@@ -66,6 +68,15 @@ class ResultStore:
         path = self._unique(stem)
         metadata.save_png(image, path, params, workflow)
         self._sweep()
+        return path
+
+    def save_thumb(self, image: Image.Image, max_side: int = THUMB_SIDE) -> Path:
+        thumb = image.copy()
+        thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if thumb.mode not in ("RGB", "RGBA"):
+            thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
+        path = self._unique("thumb").with_suffix(".webp")
+        thumb.save(path, format="WEBP", quality=82)
         return path
 
     def save_plain(self, image: Image.Image, stem: str) -> Path:
@@ -102,7 +113,7 @@ def add_entry(
 
 
 def gallery_items(history: Sequence[HistoryEntry] | None) -> list[tuple[str, str]]:
-    return [(e.path, caption(e)) for e in history or []]
+    return [(e.thumb or e.path, caption(e)) for e in history or []]
 
 
 def caption(entry: HistoryEntry) -> str:

@@ -178,9 +178,15 @@ def build_sidebar(
         action = gr.Markdown("", elem_id="side_action", elem_classes=["side-action"])
     timer = gr.Timer(TICK_S)
     quiet = {"show_progress": "hidden", "queue": False, "api_visibility": "private"}
-    timer.tick(snapshot_html, None, status, **quiet)
+
+    # Async on purpose: it runs on the server's loop, where the monitor's poller lives
+    # (a sync handler would call snapshot() from a worker thread).
+    async def on_tick(request: gr.Request) -> str:
+        return snapshot_html(request)
+
+    timer.tick(on_tick, None, status, **quiet)
     # Right away on page load too, rather than "Checking…" until the first tick.
-    demo.load(snapshot_html, None, status, **quiet)
+    demo.load(on_tick, None, status, **quiet)
 
     async def on_free(request: gr.Request) -> tuple[str, str]:
         try:

@@ -230,7 +230,7 @@ async def _finished(
         paths.append(path)
         entry = hist.HistoryEntry(
             id=path, mode=spec.mode, path=path, params=params, sources=sources,
-            extras=extras, info=info, created=time.time(),
+            extras=extras, info=info, created=time.time(), thumb=str(store.save_thumb(image)),
         )
         new_history = hist.add_entry(new_history, entry)
     more = f" · {len(paths)} images (all in History)" if len(paths) > 1 else ""

@@ -1,8 +1,13 @@
 """Browser tests: Debian's chromium (Playwright, sync API) against the real studio app served
 by uvicorn in a thread, talking to the fake ComfyUI over real HTTP + websocket.
 
-One browser, one studio and one fake per session; a fresh browser context (so a fresh Gradio
-session and history) per test. Skips cleanly when chromium is missing (`make test` installs it).
+One browser, one studio and one fake for the whole folder; a fresh browser context (so a fresh
+Gradio session and history) per test. Skips cleanly when chromium is missing (`make test`
+installs it).
+
+The fixtures are package-scoped, not session-scoped, on purpose: sync Playwright keeps an
+event loop running in the main thread while it is open, and pytest-asyncio cannot run the
+async tests of the other folders until it is closed.
 """
 
 from __future__ import annotations
@@ -47,14 +52,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_path() -> str:
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"chromium not installed at {CHROMIUM} (make test installs it)")
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fake(chromium_path: str) -> Iterator[FakeComfy]:
     server = FakeComfy(step_delay=STEP_DELAY, load_delay=LOAD_DELAY).start()
     try:
@@ -63,7 +68,7 @@ def fake(chromium_path: str) -> Iterator[FakeComfy]:
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def studio_url(fake: FakeComfy) -> Iterator[str]:
     import uvicorn
 
@@ -97,7 +102,7 @@ def studio_url(fake: FakeComfy) -> Iterator[str]:
         thread.join(15)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: str):
     from playwright.sync_api import sync_playwright
 
