@@ -101,8 +101,9 @@ def studio(matrix_fake: FakeComfy) -> Iterator[MatrixStudio]:
         thread.join(10)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ui(studio: MatrixStudio) -> Iterator[UISession]:
+    """One Gradio session per module (closing one costs a second: its heartbeat thread)."""
     session = UISession(studio.url)
     try:
         yield session
