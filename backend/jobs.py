@@ -68,6 +68,9 @@ __all__ = [
 ]
 
 OOM_RETRY_PIXELS = 0.75  # the retry samples 75% of the pixels (sides × ~0.87)
+# At most ~10 previews a second per job: each costs a decode on the event loop (and a browser
+# update in the UI); a sampler that fast outruns any eye, and the result follows anyway.
+PREVIEW_EVERY_S = 0.1
 
 
 @dataclass
@@ -83,6 +86,7 @@ class _Run:
     queued_at: float = 0.0
     started_at: float | None = None
     done: PromptDone | None = None
+    preview_at: float = -math.inf
     timings: dict[str, float] = field(
         default_factory=lambda: {"upload_s": 0.0, "queued_s": 0.0, "run_s": 0.0}
     )
@@ -295,8 +299,12 @@ class Studio:
                 elif isinstance(item, ProgressMessage):
                     yield tracker.progress(item.node, item.value, item.max)
                 elif isinstance(item, PreviewImage):
+                    now = time.monotonic()
+                    if now - run.preview_at < PREVIEW_EVERY_S:
+                        continue
                     image = _decode_preview(item.image)
                     if image is not None:
+                        run.preview_at = now
                         yield Preview(image)
                 elif isinstance(item, PromptDone):
                     # A result recovered from /history after a socket drop skips the messages.
