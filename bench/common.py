@@ -62,7 +62,7 @@ class Stats:
 
     def line(self, label: str) -> str:
         return (
-            f"  {label:<28} n={self.n:<3} median={self.median:7.1f} ms  p90={self.p90:7.1f} ms"
+            f"  {label:<32} n={self.n:<3} median={self.median:7.1f} ms  p90={self.p90:7.1f} ms"
             f"  p95={self.p95:7.1f} ms  min={self.minimum:6.1f}  max={self.maximum:6.1f}"
         )
 

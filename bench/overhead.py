@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import statistics
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
@@ -39,6 +40,8 @@ class OverheadResult:
     ratio_median: float          # median over pairs of studio/bare
     added_ms: float              # median over pairs of studio - bare
     added_p90_ms: float
+    bare_cpu: Stats              # CPU per job in this process outside the fake's thread
+    studio_cpu: Stats
 
     def lines(self) -> list[str]:
         return [
@@ -48,6 +51,8 @@ class OverheadResult:
             f"  ratio studio/bare: median {self.ratio_median:.3f}x "
             f"(of medians {self.studio.median / self.bare.median:.3f}x)",
             f"  added per job: median {self.added_ms:.1f} ms, p90 {self.added_p90_ms:.1f} ms",
+            f"  client-side CPU per job (all threads but the fake's): bare "
+            f"{self.bare_cpu.median:.1f} ms, studio {self.studio_cpu.median:.1f} ms (median)",
         ]
 
 
@@ -75,10 +80,21 @@ async def studio_context(comfy_url: str, **overrides: Any) -> AsyncIterator[Stud
         await ctx.aclose()
 
 
-async def timed(job: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def client_cpu_clock() -> Callable[[], float]:
+    """CPU seconds of this process minus the fake's thread: the client's side of a job (event
+    loop and worker threads). Less disturbed by other load on the machine than wall time."""
+    fake = next((t for t in threading.enumerate() if t.name == "fake-comfy"), None)
+    if fake is None or fake.ident is None:
+        return time.process_time
+    fake_clock = time.pthread_getcpuclockid(fake.ident)
+    return lambda: time.process_time() - time.clock_gettime(fake_clock)
+
+
+async def timed(job: Callable[[], Any], cpu: Callable[[], float]) -> tuple[float, float]:
+    """(wall ms, client CPU ms) of one job."""
+    start, start_cpu = time.perf_counter(), cpu()
     await job()
-    return (time.perf_counter() - start) * 1000.0
+    return (time.perf_counter() - start) * 1000.0, (cpu() - start_cpu) * 1000.0
 
 
 def paired(bare_ms: list[float], studio_ms: list[float]) -> tuple[float, float, float]:
@@ -92,18 +108,24 @@ async def measure(comfy_url: str, jobs: int = 60, warmup: int = 5) -> OverheadRe
     seeds = itertools.count(1_000)
     async with studio_context(comfy_url) as ctx, BareClient(comfy_url) as bare:
         workflow = (await studio_job(ctx, generate_request(next(seeds)))).workflow
+        cpu = client_cpu_clock()
         bare_ms: list[float] = []
         studio_ms: list[float] = []
+        bare_cpu: list[float] = []
+        studio_cpu: list[float] = []
         for i in range(warmup + jobs):
             graph = variant_of(workflow, next(seeds))
             request = generate_request(next(seeds))
-            b = await timed(lambda g=graph: bare.run(g))
-            s = await timed(lambda r=request: studio_job(ctx, r))
+            b, b_cpu = await timed(lambda g=graph: bare.run(g), cpu)
+            s, s_cpu = await timed(lambda r=request: studio_job(ctx, r), cpu)
             if i >= warmup:
                 bare_ms.append(b)
                 studio_ms.append(s)
+                bare_cpu.append(b_cpu)
+                studio_cpu.append(s_cpu)
     ratio, added, added_p90 = paired(bare_ms, studio_ms)
-    return OverheadResult(jobs, Stats.of(bare_ms), Stats.of(studio_ms), ratio, added, added_p90)
+    return OverheadResult(jobs, Stats.of(bare_ms), Stats.of(studio_ms), ratio, added, added_p90,
+                          Stats.of(bare_cpu), Stats.of(studio_cpu))
 
 
 async def run(fake: Any, jobs: int = 60) -> OverheadResult:

@@ -73,8 +73,8 @@ async def measure(comfy_url: str, jobs: int = 3, steps: int = STEPS) -> tuple[li
                 async with aclosing(ctx.studio.run(request)) as events:
                     async for event in events:
                         now = time.perf_counter()
-                        if isinstance(event, Queued):
-                            prompt_id = event.prompt_id
+                        if isinstance(event, Queued) and event.prompt_id:
+                            prompt_id = event.prompt_id   # "" while waiting in the studio
                         elif isinstance(event, Progress) and event.step is not None:
                             sent = stamps.get((prompt_id, event.step))
                             if sent is not None:
