@@ -42,6 +42,9 @@ OOM_REMEDIES = (
 
 STOPPED = "Stopped."
 LOST = "ComfyUI restarted and lost the queue; run it again."
+# No address: the UI and the API show this to people who need not know where ComfyUI runs
+# (the detail keeps it for the log).
+UNREACHABLE = "ComfyUI is not reachable — is it running? ({reason})"
 
 
 def oom_message(where: str, size: tuple[int, int] | None) -> str:
@@ -60,6 +63,15 @@ def _describe_node(
         if label and label != class_type:
             where += f" '{label}'"
     return f"{where} ({class_type})" if class_type else where
+
+
+def _node_failed(where: str, exc: ComfyExecutionFailed) -> str:
+    """Which node, what it raised (first line; the rest is in the detail), where to look."""
+    kind = exc.exception_type.rsplit(".", 1)[-1] or "an error"
+    what = (exc.exception_message.splitlines() or [""])[0].strip().rstrip(".")
+    raised = f"{kind}: {what}" if what else kind
+    return (f"ComfyUI failed in {where} with {raised}. ComfyUI's log has the full error; "
+            "run it again, and if it fails the same way check that node's inputs and models.")
 
 
 def _setting_for(value: Any, models: ModelFiles) -> str | None:
@@ -126,7 +138,7 @@ def from_comfy_error(
                 f"{exc.exception_message}. Put the file in ComfyUI's models folder.",
                 detail, "missing_models",
             )
-        return Failed(exc.message, detail, "execution")
+        return Failed(_node_failed(where, exc), detail, "execution")
     if isinstance(exc, ComfyInterrupted):
         return Failed(STOPPED, detail, "interrupted")
     if isinstance(exc, ComfyTimeout):
@@ -134,5 +146,6 @@ def from_comfy_error(
     if isinstance(exc, ComfyPromptLost):
         return Failed(LOST, detail, "lost")
     if isinstance(exc, ComfyUnreachable):
-        return Failed(exc.message, detail, "unreachable")
+        return Failed(UNREACHABLE.format(reason=exc.reason), f"{exc.url}: {detail}",
+                      "unreachable")
     return Failed(exc.message, detail, "execution")
