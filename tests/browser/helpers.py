@@ -75,6 +75,24 @@ def paint_stroke(page: Page, elem_id: str, start=(0.3, 0.45), end=(0.55, 0.45), 
     page.mouse.up()
 
 
+def paint_mask(page: Page, mode: str = "inpaint", tries: int = 3, **stroke) -> None:
+    """Paint like a person does: wait for the picture and the brush, stroke, look at the mask
+    ("Show mask"), and stroke again if the canvas missed it (it can, on a loaded CPU)."""
+    editor = f"{mode}_editor"
+    expect(page.locator(f"#{editor} button[aria-label='Brush'].highlight")).to_be_visible()
+    coverage = page.locator(f"#{mode}_coverage")
+    for _ in range(tries):
+        page.wait_for_timeout(500)  # the WebGL canvas finishes laying out the upload
+        paint_stroke(page, editor, **stroke)
+        page.locator(f"#{mode}_show_mask").click()
+        try:
+            expect(coverage).to_contain_text("Mask:", timeout=10_000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{tries} strokes left no mask: {coverage.inner_text()!r}")
+
+
 def maybe_screenshot(page: Page, name: str) -> None:
     """Only when asked (tests/browser/screenshots.py): tests do not touch the tree."""
     folder = os.environ.get(SCREENSHOT_DIR_ENV)

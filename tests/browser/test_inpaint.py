@@ -11,7 +11,7 @@ from tests.browser.helpers import (
     fetch_image,
     fill,
     open_tab,
-    paint_stroke,
+    paint_mask,
     run,
     upload,
     wait_result,
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.browser
 def test_stroke_changes_only_the_pixels_under_it(page: Page, pictures) -> None:
     open_tab(page, "inpaint")
     upload(page, "inpaint_editor", pictures["texture"])
-    paint_stroke(page, "inpaint_editor", start=(0.35, 0.5), end=(0.6, 0.5), steps=4)
+    paint_mask(page, start=(0.35, 0.5), end=(0.6, 0.5), steps=4)
     fill(page, "inpaint_prompt", "a red ribbon")
     run(page, "inpaint")
     wait_result(page, "inpaint")

@@ -12,7 +12,7 @@ from tests.browser.helpers import (
     fill,
     maybe_screenshot,
     open_tab,
-    paint_stroke,
+    paint_mask,
     run,
     upload,
     wait_result,
@@ -50,7 +50,7 @@ def prepare_region_edit(page: Page, pictures) -> None:
 
 def prepare_inpaint(page: Page, pictures) -> None:
     upload(page, "inpaint_editor", pictures["scene"])
-    paint_stroke(page, "inpaint_editor")
+    paint_mask(page)
     fill(page, "inpaint_prompt", "a bouquet of sunflowers")
 
 
