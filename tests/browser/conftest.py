@@ -28,6 +28,10 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from tests.fake_comfy import FakeComfy  # noqa: E402
 
+# Generous waits: CI runs these next to other suites on 2 cores, where an upload into the
+# WebGL editor can take several seconds. A wait ends as soon as its condition holds.
+EXPECT_TIMEOUT_MS = 20_000
+
 CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags chromium tries to reach outside hosts.
 CHROMIUM_FLAGS = [
@@ -104,7 +108,9 @@ def studio_url(fake: FakeComfy) -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def browser(chromium_path: str):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
     with sync_playwright() as p:
         instance = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_FLAGS)
