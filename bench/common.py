@@ -9,9 +9,11 @@ import math
 import os
 import socket
 import statistics
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,41 @@ def standalone(section: Callable[[Any], Awaitable[Any]]) -> None:
         asyncio.run(section(fake))
     finally:
         fake.close()
+
+
+@asynccontextmanager
+async def fake_process(step_delay: float = 0.0, ready_within_s: float = 30.0
+                       ) -> AsyncIterator[str]:
+    """A fake ComfyUI in its own process (`python -m tests.fake_comfy`), as a real ComfyUI
+    is: it does not share this process's GIL. Yields its URL; terminated on exit."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fake_comfy", "--host", "127.0.0.1", "--port", str(port),
+        "--step-delay", str(step_delay), "--log-level", "WARNING", cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            deadline = time.monotonic() + ready_within_s
+            while True:
+                try:
+                    if (await http.get(url + "/system_stats")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the fake ComfyUI process did not start")
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 def machine_lines() -> list[str]:

@@ -1,5 +1,10 @@
 """(a) Per-job overhead of `studio.run` against a bare client, interleaved in one process.
 
+Measured twice: against a fake ComfyUI in its own process (the headline numbers: a real
+ComfyUI is another process, so its work does not compete with the studio for this process's
+GIL), then against the in-process fake (`FakeComfy` in a thread here), which charges the
+studio for GIL waits behind the fake's numpy and PNG work.
+
 The fake computes nothing slow (step/load delays 0) and makes 1024×1024 outputs. Every job,
 bare or studio, gets a fresh seed so the fake runs the whole graph each time (a new output
 nonce alone would only re-run SaveImage). The bare client submits exactly the graph the studio
@@ -24,7 +29,7 @@ from backend.context import StudioContext, build_context
 from backend.jobs import Failed, Finished
 from backend.operations import GenerateRequest
 from bench.bare import BareClient, variant_of
-from bench.common import Stats, standalone, studio_settings
+from bench.common import Stats, fake_process, standalone, studio_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ PROMPT = "a banana-yellow scooter on a rainy Lisbon street"
 
 @dataclass(frozen=True)
 class OverheadResult:
+    setup: str
     jobs: int
     bare: Stats
     studio: Stats
@@ -45,7 +51,8 @@ class OverheadResult:
 
     def lines(self) -> list[str]:
         return [
-            f"  {self.jobs} jobs each, interleaved, 1024×1024, 20 steps, fake delays 0",
+            f"  {self.setup}: {self.jobs} jobs each, interleaved, 1024×1024, 20 steps,"
+            " fake delays 0",
             self.bare.line("bare client"),
             self.studio.line("studio.run"),
             f"  ratio studio/bare: median {self.ratio_median:.3f}x "
@@ -104,7 +111,8 @@ def paired(bare_ms: list[float], studio_ms: list[float]) -> tuple[float, float, 
     return statistics.median(ratios), statistics.median(diffs), Stats.of(diffs).p90
 
 
-async def measure(comfy_url: str, jobs: int = 60, warmup: int = 5) -> OverheadResult:
+async def measure(comfy_url: str, setup: str, jobs: int = 60, warmup: int = 5
+                  ) -> OverheadResult:
     seeds = itertools.count(1_000)
     async with studio_context(comfy_url) as ctx, BareClient(comfy_url) as bare:
         workflow = (await studio_job(ctx, generate_request(next(seeds)))).workflow
@@ -124,15 +132,33 @@ async def measure(comfy_url: str, jobs: int = 60, warmup: int = 5) -> OverheadRe
                 bare_cpu.append(b_cpu)
                 studio_cpu.append(s_cpu)
     ratio, added, added_p90 = paired(bare_ms, studio_ms)
-    return OverheadResult(jobs, Stats.of(bare_ms), Stats.of(studio_ms), ratio, added, added_p90,
+    return OverheadResult(setup, jobs, Stats.of(bare_ms), Stats.of(studio_ms), ratio, added, added_p90,
                           Stats.of(bare_cpu), Stats.of(studio_cpu))
 
 
-async def run(fake: Any, jobs: int = 60) -> OverheadResult:
+@dataclass(frozen=True)
+class OverheadRun:
+    separate: OverheadResult     # the fake in its own process: the summary's numbers
+    in_process: OverheadResult
+
+    @property
+    def ratio_median(self) -> float:
+        return self.separate.ratio_median
+
+    @property
+    def added_ms(self) -> float:
+        return self.separate.added_ms
+
+
+async def run(fake: Any, jobs: int = 60, in_process_jobs: int = 30) -> OverheadRun:
+    async with fake_process() as url:
+        separate = await measure(url, "fake in its own process", jobs=jobs)
+    print("\n".join(separate.lines()), flush=True)
     fake.set_delays(step=0.0, load=0.0, node=0.0)
-    result = await measure(fake.url, jobs=jobs)
-    print("\n".join(result.lines()), flush=True)
-    return result
+    in_process = await measure(fake.url, "fake in this process (shares the GIL)",
+                               jobs=in_process_jobs)
+    print("\n".join(in_process.lines()), flush=True)
+    return OverheadRun(separate, in_process)
 
 
 if __name__ == "__main__":

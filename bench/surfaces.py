@@ -1,7 +1,8 @@
 """(b) The same job through the studio's two surfaces — the Gradio UI's Generate event (by
 gradio_client, and by the browser's queue protocol over httpx) and the OpenAI-style
 `/v1/images/generations` — with the real app (`app.create_app`) served by uvicorn in a thread
-on a free port, against the bare client, interleaved in one process.
+on a free port, against the bare client, interleaved in one process; the fake ComfyUI runs in
+its own process.
 
 Each surface is timed to the image in the caller's hands: the bare client's /view bytes, the
 Gradio result file fetched from its URL, the API's b64 PNG decoded from the JSON.
@@ -22,7 +23,14 @@ from typing import Any
 import httpx
 
 from bench.bare import BareClient, variant_of
-from bench.common import ServedApp, Stats, serve_app, standalone, studio_settings
+from bench.common import (
+    ServedApp,
+    Stats,
+    fake_process,
+    serve_app,
+    standalone,
+    studio_settings,
+)
 from bench.gradio_ui import ClientRunner, QueueRunner
 from bench.overhead import PROMPT, SIZE, generate_request, studio_context, studio_job
 
@@ -106,12 +114,14 @@ async def measure(served: ServedApp, comfy_url: str, jobs: int = 15,
 
 
 async def run(fake: Any, jobs: int = 15) -> SurfaceResult:
-    fake.set_delays(step=0.0, load=0.0, node=0.0)
-    served = await asyncio.to_thread(serve_app, studio_settings(fake.url))
-    try:
-        result = await measure(served, fake.url, jobs=jobs)
-    finally:
-        await asyncio.to_thread(served.close)
+    # The fake in its own process, like ComfyUI: the app, its Gradio and the bench's clients
+    # already share this process's GIL.
+    async with fake_process() as comfy_url:
+        served = await asyncio.to_thread(serve_app, studio_settings(comfy_url))
+        try:
+            result = await measure(served, comfy_url, jobs=jobs)
+        finally:
+            await asyncio.to_thread(served.close)
     print("\n".join(result.lines()), flush=True)
     return result
 
