@@ -23,7 +23,7 @@ from tests.matrix.surfaces import API_KEY, UISession, serve
 
 # Small client timings so faults resolve in about a second instead of a minute; the job
 # deadline stays long enough that nothing healthy ever hits it.
-CLIENT_TIMINGS = {"unreachable_after_s": 2.0, "stall_poll_s": 0.5, "down_poll_s": 0.2}
+CLIENT_TIMINGS = {"unreachable_after_s": 1.0, "stall_poll_s": 0.5, "down_poll_s": 0.2}
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 
 
@@ -101,9 +101,10 @@ def studio(matrix_fake: FakeComfy) -> Iterator[MatrixStudio]:
         thread.join(10)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ui(studio: MatrixStudio) -> Iterator[UISession]:
-    """One Gradio session per module (closing one costs a second: its heartbeat thread)."""
+    """One Gradio session for the folder (closing one costs a second: its heartbeat thread);
+    test_isolation.py makes its own two."""
     session = UISession(studio.url)
     try:
         yield session

@@ -34,7 +34,8 @@ from tests.matrix.surfaces import UISession, assert_actionable, comfy_addresses
 
 pytestmark = pytest.mark.timeout(60)
 UNREACHABLE_AFTER_S = 1.0
-STEP_DELAY_S = 0.05          # 20 steps: a second of sampling to break in on
+STEP_DELAY_S = 0.05          # 16 steps: 0.8 s of sampling to break in on
+STEPS = 16
 HANG_GUARD_S = 30            # only so a regression fails instead of hanging
 
 
@@ -43,7 +44,7 @@ _seeds = itertools.count(1000)
 
 def generate() -> GenerateRequest:
     # a new seed each time: ComfyUI's cache must not finish a row before its fault bites
-    return GenerateRequest("a lighthouse at dusk", 256, 256, seed=next(_seeds), steps=20)
+    return GenerateRequest("a lighthouse at dusk", 256, 256, seed=next(_seeds), steps=STEPS)
 
 
 def remove_background() -> RemoveBackgroundRequest:
@@ -66,7 +67,7 @@ class Fault:
 
 def _stall_and_slow(fake: FakeComfy) -> None:
     fake.stall_websockets(True)
-    fake.set_delays(step=0.2)                          # 20 steps: 4 s, past a 1 s deadline
+    fake.set_delays(step=0.2)                          # 16 steps: 3 s, past a 1 s deadline
 
 
 FAULTS = [
@@ -201,7 +202,7 @@ def test_api(fault: Fault, studio: MatrixStudio) -> None:
             response = studio.edit([("image", ("p.png", picture, "image/png"))],
                                    model="qwen-image-remove-background")
         else:
-            response = studio.generate(steps=20, seed=next(_seeds))
+            response = studio.generate(steps=STEPS, seed=next(_seeds))
     assert fault.api is not None
     status, code = fault.api
     assert response.status_code == status, response.text
@@ -219,7 +220,7 @@ def test_ui(fault: Fault, studio: MatrixStudio, ui: UISession) -> None:
             shown = ui.run("remove_background", image=remove_background().image)
         else:
             shown = ui.run("generate", prompt=f"a lighthouse {next(_seeds)}", width=256,
-                           height=256, steps=20)
+                           height=256, steps=STEPS)
     if fault.kind is None:
         assert shown.status == "Done.", shown
     else:
