@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
+from pathlib import PurePath
 from typing import Any
 
 from backend.comfy import (
@@ -126,7 +127,8 @@ def from_comfy_error(
             sentence = _missing_model(problem, graph, models or ModelFiles())
             if sentence:
                 return Failed(sentence, detail, "missing_models")
-        where = f" (template {template})" if template else ""
+        # The file name only: people see this; the detail has the server's full path.
+        where = f" (template {PurePath(template).name})" if template else ""
         return Failed(f"{exc.message}{where}", detail, "rejected")
     if isinstance(exc, ComfyExecutionFailed):
         where = _describe_node(exc.node_id, exc.node_type, graph)
