@@ -53,8 +53,8 @@ class SurfaceResult:
 
     def lines(self) -> list[str]:
         bare = self.stats["bare"]
-        out = [f"  {self.jobs} jobs each, interleaved, 1024×1024, 20 steps, fake delays 0;"
-               " app served by uvicorn in a thread"]
+        out = [f"  {self.jobs} jobs each, interleaved, 1024×1024, 20 steps, fake delays 0 (its"
+               " own process); app served by uvicorn in a thread"]
         for name, stats in self.stats.items():
             extra = "" if name == "bare" else (
                 f"  → {stats.median / bare.median:.2f}x, +{self.added_ms[name]:.0f} ms")
