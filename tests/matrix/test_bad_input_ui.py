@@ -112,10 +112,12 @@ def _peak_rss_growth_mb(action: Any) -> tuple[Any, float]:
 
 
 def test_bomb_30000x30000_is_refused_before_decoding(studio: MatrixStudio, ui: UISession) -> None:
+    before = studio.fake.counters["prompts_posted"]
     shown, growth = _peak_rss_growth_mb(
         lambda: ui.run("edit", image=(inputs.bomb_png(), "bomb.png"), prompt="x"))
     assert shown.error and "900000000 pixels" in shown.error     # Pillow's own header check
     assert growth < RSS_GROWTH_LIMIT_MB, f"peak RSS grew {growth:.0f} MB"
+    assert studio.fake.counters["prompts_posted"] == before
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
