@@ -150,7 +150,7 @@ class OverheadRun:
         return self.separate.added_ms
 
 
-async def run(fake: Any, jobs: int = 60, in_process_jobs: int = 30) -> OverheadRun:
+async def run(fake: Any, jobs: int = 60, in_process_jobs: int = 24) -> OverheadRun:
     async with fake_process() as url:
         separate = await measure(url, "fake in its own process", jobs=jobs)
     print("\n".join(separate.lines()), flush=True)

@@ -71,7 +71,7 @@ async def api_job(http: httpx.AsyncClient, seed: int) -> bytes:
 
 
 async def measure(served: ServedApp, comfy_url: str, jobs: int = 15,
-                  warmup: int = 3) -> SurfaceResult:
+                  warmup: int = 2) -> SurfaceResult:
     seeds = itertools.count(50_000)
     def tab_values(seed: int) -> dict[str, Any]:
         return {"prompt": PROMPT, "width": SIZE, "height": SIZE, "seed": seed,
@@ -113,7 +113,7 @@ async def measure(served: ServedApp, comfy_url: str, jobs: int = 15,
                          {name: added(name) for name in times if name != "bare"})
 
 
-async def run(fake: Any, jobs: int = 15) -> SurfaceResult:
+async def run(fake: Any, jobs: int = 12) -> SurfaceResult:
     # The fake in its own process, like ComfyUI: the app, its Gradio and the bench's clients
     # already share this process's GIL.
     async with fake_process() as comfy_url:
