@@ -1,11 +1,12 @@
-"""`python -m bench` (`make bench`): every measurement against one fake ComfyUI on loopback, in
-this one process, each section printed as it finishes; the last line is the summary:
+"""`python -m bench` (`make bench`): every measurement against the fake ComfyUI on loopback,
+the clients and the studio in this one process (the fake in a thread here, or in its own
+process where a section says so), each section printed as it finishes; the last line is:
 
     overhead_ratio=R added_ms=M poller_ratio_50_to_1=P lost=L mixed=X
 
 `bench/scheduling.py` (mode-aware scheduling, owned by its own engineer) runs too when present:
-its `run(fake)` or `main()` (async, or sync in a worker thread) prints its own numbers. A section that fails prints its error
-and the others still run; its summary values are then `nan`.
+its `run(fake)` or `main()` (async, or sync in a worker thread) prints its own numbers. A
+section that fails prints its error and the others still run; its summary values are `nan`.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def summary(results: dict[str, Any]) -> str:
 def main() -> int:
     quiet_logs()
     started = time.monotonic()
-    print("Banana Studio benchmarks (fake ComfyUI on loopback, one process)")
+    print("Banana Studio benchmarks (fake ComfyUI on loopback)")
     print("\n".join(machine_lines()))
     print(f"  load average at start: {load_average()}")
     fake = FakeComfy().start()
