@@ -264,5 +264,7 @@ async def _wait_disconnect(http: Request) -> None:
 
 def _png_b64(image: Any) -> str:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    # ComfyUI's own SaveImage level: level 6 (Pillow's default) costs 2-7x the time here
+    # for ~30% fewer bytes, which a LAN does not need.
+    image.save(buffer, format="PNG", compress_level=4)
     return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -166,8 +166,14 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+OUTPUT_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+
+
 def decode_output(data: bytes) -> Image.Image:
-    """An image ComfyUI produced (trusted size): fully loaded so the bytes can be dropped."""
+    """An image ComfyUI produced (trusted size). Only the header is read here: the pixels are
+    decoded when a consumer first touches them, so a job that just hands its result on (the
+    API's bytes, a saved file) does not pay a full decode on the job's critical path."""
     image = Image.open(io.BytesIO(data))
-    image.load()
+    if image.format not in OUTPUT_FORMATS:
+        raise OSError(f"unexpected output format {image.format!r}")
     return image
