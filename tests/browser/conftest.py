@@ -120,19 +120,34 @@ def browser(chromium_path: str):
             instance.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser, studio_url: str, fake: FakeComfy):
+def page(browser, studio_url: str, fake: FakeComfy, request, tmp_path: Path):
     fake.clear_faults()
     fake.set_delays(step=STEP_DELAY, load=LOAD_DELAY)
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     context.set_default_timeout(30_000)
     pg = context.new_page()
+    console: list[str] = []
+    pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     pg.goto(studio_url)
     pg.locator("#mode-tabs").wait_for()
     pg.locator("#comfy_state").wait_for()
     try:
         yield pg
     finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            # What the page looked like, for whoever reads the CI log.
+            shot = tmp_path / "failure.png"
+            pg.screenshot(path=str(shot), full_page=True)
+            print(f"\nscreenshot: {shot}\nbrowser console:\n" + "\n".join(console[-30:]))
         context.close()
 
 
