@@ -325,8 +325,8 @@ def wire_send(specs: dict[str, TabSpec], tabs: gr.Tabs, current_mode: gr.State) 
     for spec in specs.values():
         for target, button in spec.panel.send.items():
             dest = specs.get(target)
-            if dest is None or not dest.sources:
-                button.visible = False
+            if dest is None or not dest.sources:  # every target tab has an image slot today
+                log.warning("send-to %s has no image slot; button left inert", target)
                 continue
             is_editor = 0 in dest.editor_sources
 
