@@ -44,6 +44,38 @@ SEND_LABELS: dict[str, str] = {
 MAX_SEED = 2**53 - 1
 
 
+class UploadImage(gr.Image):
+    """gr.Image whose handler gets the uploaded file's path, unopened.
+
+    Stock gr.Image(type="pil") decodes in Gradio's preprocess, before the studio sees the
+    file: an unreadable upload ends in Gradio's generic error (with a server path), and a
+    large PNG is fully decoded before the pixel limit is checked. Here the handler reads the
+    bytes and the backend's decode_image checks the header first and words the refusal.
+    Same widget in the browser (a template of gr.Image).
+    """
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> str | None:
+        if payload is None:
+            return None
+        if getattr(payload, "path", None):
+            return str(payload.path)
+        return super().preprocess(payload)  # a data: URL (rare): let Gradio decode it
+
+
+def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> UploadImage:
+    return UploadImage(
+        label=label,
+        type="filepath",
+        image_mode=None,
+        sources=["upload", "clipboard"],
+        height=height,
+        elem_id=elem_id,
+        **kwargs,
+    )
+
+
 @dataclass
 class Advanced:
     """The common sampling knobs. `steps`/`cfg` are None for modes without a sampler."""

@@ -81,6 +81,8 @@ class ResultStore:
 
     def save_plain(self, image: Image.Image, stem: str) -> Path:
         path = self._unique(stem)
+        if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")  # CMYK, LAB…
         image.save(path, format="PNG", compress_level=3)
         return path
 

@@ -145,8 +145,8 @@ def wire_restore(
             continue
         source = spec.sources[0]
 
-        def on_upload(image: Image.Image | None, _spec: TabSpec = spec) -> dict[Any, Any]:
-            params = metadata.read_parameters(image) if image is not None else None
+        def on_upload(path: str | None, _spec: TabSpec = spec) -> dict[Any, Any]:
+            params = metadata.read_parameters(path) if path is not None else None
             if not params or params.get("mode") != _spec.mode:
                 return {_spec.controls.message: gr.skip()}
             out = param_updates(_spec, params)

@@ -10,12 +10,14 @@ the tab. Closing the event iterator is what cancels the job in ComfyUI, so it ha
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -24,6 +26,7 @@ from PIL import Image
 from backend.jobs import Failed, Finished, Preview, Progress, Queued, Started
 from backend.monitor import scrub
 from backend.operations.base import InvalidRequest
+from backend.operations.images import decode_image
 from ui import history as hist
 from ui.controls import TAB_LABELS, Advanced, OutputPanel, RunControls
 from ui.session import SessionJobs
@@ -43,7 +46,7 @@ class Built:
 
     request: Any
     params: dict[str, Any]
-    sources: tuple[Image.Image, ...] = ()
+    sources: tuple[Image.Image | bytes, ...] = ()   # the inputs (compare, history restore)
     updates: dict[Any, Any] = field(default_factory=dict)  # shown as the run starts
 
 
@@ -70,6 +73,16 @@ class Shared:
     sessions: SessionJobs
     history: gr.State | None = None
     gallery: gr.Gallery | None = None
+
+
+def read_upload(value: Any) -> bytes | Image.Image | None:
+    """An UploadImage value (a file path) as bytes for the request; None when empty."""
+    if value is None or isinstance(value, Image.Image | bytes):
+        return value
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise InvalidRequest("The upload is gone from the server; add the picture again.") from exc
 
 
 def common_values(adv: Advanced | None, values: Sequence[Any]) -> tuple[dict[str, Any], list[Any]]:
@@ -215,24 +228,21 @@ async def _finished(
     if not ev.images:
         yield _failed(shared.ctx, spec, Failed("ComfyUI finished without an image.", "", "execution"))
         return
-    store = shared.store
     first = ev.images[0]
     params = {**built.params, "mode": spec.mode, "seed": ev.seed}
     params.update(width=first.width, height=first.height)
     seeded = spec.advanced is not None and spec.advanced.steps is not None
     info = info_line(ev, first, time.monotonic() - started, seeded)
-    sources = tuple(str(store.save_plain(s, f"input-{spec.mode}")) for s in built.sources)
-    extras = {k: str(store.save_plain(v, k)) for k, v in (ev.extras or {}).items()}
+    max_pixels = getattr(shared.ctx.settings, "max_input_pixels", 40_000_000)
+    # PNG encoding and decoding take a while on big pictures: off the event loop, which
+    # serves every open page's progress and previews.
+    saved = await asyncio.to_thread(
+        _save_outputs, shared.store, spec.mode, ev, params, info, built.sources, max_pixels
+    )
     new_history = history
-    paths: list[str] = []
-    for image in ev.images:
-        path = str(store.save_result(image, params, ev.workflow))
-        paths.append(path)
-        entry = hist.HistoryEntry(
-            id=path, mode=spec.mode, path=path, params=params, sources=sources,
-            extras=extras, info=info, created=time.time(), thumb=str(store.save_thumb(image)),
-        )
+    for entry in saved.entries:
         new_history = hist.add_entry(new_history, entry)
+    paths = [e.path for e in saved.entries]
     more = f" · {len(paths)} images (all in History)" if len(paths) > 1 else ""
     update: dict[Any, Any] = {
         panel.preview: gr.update(visible=False),
@@ -248,9 +258,44 @@ async def _finished(
         update[spec.advanced.seed] = ev.seed
     if panel.mask is not None:
         update[panel.mask] = (ev.extras or {}).get("mask")
-    if panel.compare is not None and built.sources:
-        update[panel.compare] = (built.sources[0].convert("RGB").resize(first.size), first)
+    if panel.compare is not None and saved.before is not None:
+        update[panel.compare] = (saved.before, first)
     yield update
+
+
+@dataclass(frozen=True)
+class _Saved:
+    entries: tuple[hist.HistoryEntry, ...]
+    before: Image.Image | None      # the first input at the result's size, for the slider
+
+
+def _save_outputs(
+    store: hist.ResultStore,
+    mode: str,
+    ev: Finished,
+    params: dict[str, Any],
+    info: str,
+    inputs: Sequence[Image.Image | bytes],
+    max_pixels: int,
+) -> _Saved:
+    decoded = []
+    for item in inputs:
+        try:  # the backend accepted these already; decode again only for display
+            decoded.append(decode_image(item, max_pixels=max_pixels))
+        except InvalidRequest as exc:
+            log.info("input not kept for history: %s", exc.message)
+    sources = tuple(str(store.save_plain(image, f"input-{mode}")) for image in decoded)
+    extras = {k: str(store.save_plain(v, k)) for k, v in (ev.extras or {}).items()}
+    entries = []
+    for image in ev.images:
+        path = str(store.save_result(image, params, ev.workflow))
+        entries.append(hist.HistoryEntry(
+            id=path, mode=mode, path=path, params=params, sources=sources, extras=extras,
+            info=info, created=time.time(), thumb=str(store.save_thumb(image)),
+        ))
+    first = ev.images[0]
+    before = decoded[0].convert("RGB").resize(first.size) if decoded else None
+    return _Saved(tuple(entries), before)
 
 
 def _failed(ctx: Any, spec: TabSpec, ev: Failed) -> dict[Any, Any]:

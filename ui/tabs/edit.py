@@ -7,8 +7,8 @@ from typing import Any
 import gradio as gr
 
 from backend.operations import EditRequest
-from ui.controls import advanced_controls, output_panel, run_controls
-from ui.widgets import Built, Shared, TabSpec, common_values
+from ui.controls import advanced_controls, output_panel, run_controls, upload_image
+from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
 
 MODE = "edit"
 
@@ -17,14 +17,7 @@ def build(shared: Shared) -> TabSpec:
     sampling = shared.ctx.settings.sampling
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            image = gr.Image(
-                label="Image to edit",
-                type="pil",
-                image_mode=None,
-                sources=["upload", "clipboard"],
-                height=340,
-                elem_id=f"{MODE}_image",
-            )
+            image = upload_image(f"{MODE}_image", "Image to edit", 340)
             prompt = gr.Textbox(
                 label="Instruction",
                 lines=3,
@@ -41,7 +34,8 @@ def build(shared: Shared) -> TabSpec:
             panel = output_panel(MODE, compare=True)
 
     def make(values: list[Any]) -> Built:
-        common, (img, text, neg) = common_values(adv, values)
+        common, (path, text, neg) = common_values(adv, values)
+        img = read_upload(path)
         request = EditRequest(image=img, prompt=text or "", negative_prompt=neg or "", **common)
         params = {"prompt": text, "negative_prompt": neg, **common}
         return Built(request, params, (img,) if img is not None else ())

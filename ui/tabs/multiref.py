@@ -7,8 +7,8 @@ from typing import Any
 import gradio as gr
 
 from backend.operations import MultiRefRequest
-from ui.controls import advanced_controls, output_panel, run_controls
-from ui.widgets import Built, Shared, TabSpec, common_values
+from ui.controls import advanced_controls, output_panel, run_controls, upload_image
+from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
 
 MODE = "multiref"
 SLOT_LABELS = ("Reference 1 (main)", "Reference 2", "Reference 3")
@@ -20,15 +20,7 @@ def build(shared: Shared) -> TabSpec:
         with gr.Column(scale=2, min_width=340):
             # The main reference gets the room: it sets the canvas of the result.
             def slot(i: int, height: int) -> gr.Image:
-                return gr.Image(
-                    label=SLOT_LABELS[i],
-                    type="pil",
-                    image_mode=None,
-                    sources=["upload", "clipboard"],
-                    height=height,
-                    min_width=120,
-                    elem_id=f"{MODE}_image{i + 1}",
-                )
+                return upload_image(f"{MODE}_image{i + 1}", SLOT_LABELS[i], height, min_width=120)
 
             slots = [slot(0, 230)]
             with gr.Row():
@@ -57,7 +49,7 @@ def build(shared: Shared) -> TabSpec:
     def make(values: list[Any]) -> Built:
         common, (first, second, third, text, neg) = common_values(adv, values)
         # Order matters (picture 1, 2, 3): an empty middle slot closes the gap.
-        images = tuple(img for img in (first, second, third) if img is not None)
+        images = tuple(read_upload(p) for p in (first, second, third) if p is not None)
         request = MultiRefRequest(
             images=images, prompt=text or "", negative_prompt=neg or "", **common
         )

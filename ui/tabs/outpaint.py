@@ -6,25 +6,43 @@ and a live preview of the padded canvas with a checkerboard where new pixels wil
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
 from backend.operations import OutpaintRequest
-from ui.controls import advanced_controls, output_panel, run_controls
+from backend.operations.base import InvalidRequest
+from backend.operations.images import decode_image
+from ui.controls import advanced_controls, output_panel, run_controls, upload_image
 from ui.imaging import OUTPAINT_ASPECTS, Pads, padded_preview, pads_for_aspect
-from ui.widgets import Built, Shared, TabSpec, common_values
+from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
 
 MODE = "outpaint"
 SIDES = ("left", "top", "right", "bottom")
 
 
-def canvas_text(image: Image.Image | None, pads: Pads) -> str:
-    if image is None:
+def canvas_text(size: tuple[int, int] | None, pads: Pads) -> str:
+    if size is None:
         return "Add a picture to see the new canvas."
-    w, h = pads.canvas_size(image.size)
-    return f"{image.width}×{image.height} → **{w}×{h}**"
+    w, h = pads.canvas_size(size)
+    return f"{size[0]}×{size[1]} → **{w}×{h}**"
+
+
+@lru_cache(maxsize=16)
+def preview_source(path: str, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """A small copy of the upload and its size, decoded safely once per file (every slider
+    release redraws the preview)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidRequest("The upload is gone from the server; add the picture again.") from exc
+    image = decode_image(data, max_pixels=max_pixels)
+    small = image.copy()
+    small.thumbnail((512, 512))
+    return small, image.size
 
 
 def build(shared: Shared) -> TabSpec:
@@ -33,15 +51,7 @@ def build(shared: Shared) -> TabSpec:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
             with gr.Row(equal_height=False):
-                image = gr.Image(
-                    label="Picture",
-                    type="pil",
-                    image_mode=None,
-                    sources=["upload", "clipboard"],
-                    height=250,
-                    min_width=160,
-                    elem_id=f"{MODE}_image",
-                )
+                image = upload_image(f"{MODE}_image", "Picture", 250, min_width=160)
                 preview = gr.Image(
                     label="New canvas",
                     type="pil",
@@ -88,11 +98,19 @@ def build(shared: Shared) -> TabSpec:
 
     side_list = [sliders[s] for s in SIDES]
 
-    def show(img: Image.Image | None, left: float, top: float, right: float, bottom: float):
+    max_pixels = int(getattr(shared.ctx.settings, "max_input_pixels", 40_000_000))
+
+    def show(path: str | None, left: float, top: float, right: float, bottom: float):
         pads = Pads(int(left), int(top), int(right), int(bottom))
-        if img is None:
+        if path is None:
             return None, canvas_text(None, pads)
-        return padded_preview(img, pads, max_side=512), canvas_text(img, pads)
+        try:
+            small, size = preview_source(path, max_pixels)
+        except InvalidRequest as exc:
+            return None, exc.message
+        scale = small.width / size[0]
+        shown = Pads(*(round(v * scale) for v in (pads.left, pads.top, pads.right, pads.bottom)))
+        return padded_preview(small, shown, max_side=512), canvas_text(size, pads)
 
     quiet = {"show_progress": "hidden", "trigger_mode": "always_last", "api_visibility": "private"}
     image.change(show, [image, *side_list], [preview, size_text], **quiet)
@@ -100,18 +118,24 @@ def build(shared: Shared) -> TabSpec:
         slider.release(show, [image, *side_list], [preview, size_text], **quiet)
 
     for name, button in aspect_buttons.items():
-        def to_aspect(img: Image.Image | None, _ratio: float = OUTPAINT_ASPECTS[name]):
-            if img is None:
+        def to_aspect(path: str | None, _ratio: float = OUTPAINT_ASPECTS[name]):
+            if path is None:
                 gr.Warning("Add a picture first.")
                 return (gr.skip(),) * 6
-            pads = pads_for_aspect(img.size, _ratio, max_pad)
-            preview_img, text = show(img, pads.left, pads.top, pads.right, pads.bottom)
+            try:
+                _, size = preview_source(path, max_pixels)
+            except InvalidRequest as exc:
+                gr.Warning(exc.message)
+                return (gr.skip(),) * 6
+            pads = pads_for_aspect(size, _ratio, max_pad)
+            preview_img, text = show(path, pads.left, pads.top, pads.right, pads.bottom)
             return pads.left, pads.top, pads.right, pads.bottom, preview_img, text
 
         button.click(to_aspect, image, [*side_list, preview, size_text], **quiet)
 
     def make(values: list[Any]) -> Built:
-        common, (img, left, top, right, bottom, text, feather, neg) = common_values(adv, values)
+        common, (path, left, top, right, bottom, text, feather, neg) = common_values(adv, values)
+        img = read_upload(path)
         request = OutpaintRequest(
             image=img, left=int(left), top=int(top), right=int(right), bottom=int(bottom),
             prompt=text or "", feathering=int(feather), negative_prompt=neg or "", **common,

@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 
 from backend.operations import RegionEditRequest
-from ui.controls import advanced_controls, output_panel, run_controls
-from ui.widgets import Built, Shared, TabSpec, common_values
+from ui.controls import advanced_controls, output_panel, run_controls, upload_image
+from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
 
 MODE = "region_edit"
 
@@ -18,14 +18,7 @@ def build(shared: Shared) -> TabSpec:
     sampling = shared.ctx.settings.sampling
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            image = gr.Image(
-                label="Picture",
-                type="pil",
-                image_mode=None,
-                sources=["upload", "clipboard"],
-                height=320,
-                elem_id=f"{MODE}_image",
-            )
+            image = upload_image(f"{MODE}_image", "Picture", 320)
             region = gr.Textbox(
                 label="Region",
                 placeholder="the red car",
@@ -53,7 +46,8 @@ def build(shared: Shared) -> TabSpec:
             panel = output_panel(MODE, mask_label="Detected mask", compare=True)
 
     def make(values: list[Any]) -> Built:
-        common, (img, where, text, g, f, neg) = common_values(adv, values)
+        common, (path, where, text, g, f, neg) = common_values(adv, values)
+        img = read_upload(path)
         request = RegionEditRequest(
             image=img, region=(where or "").strip(), prompt=text or "", grow=int(g),
             feather=int(f), negative_prompt=neg or "", **common,

@@ -7,8 +7,8 @@ from typing import Any
 import gradio as gr
 
 from backend.operations import RemoveBackgroundRequest
-from ui.controls import advanced_controls, output_panel, run_controls
-from ui.widgets import Built, Shared, TabSpec, common_values
+from ui.controls import advanced_controls, output_panel, run_controls, upload_image
+from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
 
 MODE = "remove_background"
 
@@ -16,14 +16,7 @@ MODE = "remove_background"
 def build(shared: Shared) -> TabSpec:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            image = gr.Image(
-                label="Picture",
-                type="pil",
-                image_mode=None,
-                sources=["upload", "clipboard"],
-                height=380,
-                elem_id=f"{MODE}_image",
-            )
+            image = upload_image(f"{MODE}_image", "Picture", 380)
             gr.Markdown(
                 "The result keeps full resolution, with a transparent background (PNG).",
                 elem_classes=["hint"],
@@ -35,7 +28,8 @@ def build(shared: Shared) -> TabSpec:
             panel = output_panel(MODE, compare=True)
 
     def make(values: list[Any]) -> Built:
-        common, (img,) = common_values(adv, values)
+        common, (path,) = common_values(adv, values)
+        img = read_upload(path)
         request = RemoveBackgroundRequest(image=img, **common)
         return Built(request, {"variant": common.get("variant")}, (img,) if img is not None else ())
 
