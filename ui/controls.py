@@ -44,28 +44,17 @@ SEND_LABELS: dict[str, str] = {
 MAX_SEED = 2**53 - 1
 
 
-class UploadImage(gr.Image):
-    """gr.Image whose handler gets the uploaded file's path, unopened.
+def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> gr.Image:
+    """An image input whose handler gets the uploaded file's path, unopened.
 
-    Stock gr.Image(type="pil") decodes in Gradio's preprocess, before the studio sees the
-    file: an unreadable upload ends in Gradio's generic error (with a server path), and a
-    large PNG is fully decoded before the pixel limit is checked. Here the handler reads the
-    bytes and the backend's decode_image checks the header first and words the refusal.
-    Same widget in the browser (a template of gr.Image).
+    Stock gr.Image decodes in Gradio's preprocess, before the studio sees the file: an
+    unreadable upload ends in Gradio's generic error (with a server path), and a large PNG
+    is fully decoded before the pixel limit is checked. Here the handler reads the bytes and
+    the backend's decode_image checks the header first and words the refusal.
+    The override is per instance: a gr.Image subclass would make Gradio write a .pyi stub
+    next to this module on import.
     """
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> str | None:
-        if payload is None:
-            return None
-        if getattr(payload, "path", None):
-            return str(payload.path)
-        return super().preprocess(payload)  # a data: URL (rare): let Gradio decode it
-
-
-def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> UploadImage:
-    return UploadImage(
+    image = gr.Image(
         label=label,
         type="filepath",
         image_mode=None,
@@ -74,6 +63,17 @@ def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> Upload
         elem_id=elem_id,
         **kwargs,
     )
+    stock = image.preprocess
+
+    def path_of_upload(payload: Any) -> str | None:
+        if payload is None:
+            return None
+        if getattr(payload, "path", None):
+            return str(payload.path)
+        return stock(payload)  # a data: URL (rare): let Gradio decode it
+
+    image.preprocess = path_of_upload  # type: ignore[method-assign]
+    return image
 
 
 @dataclass

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SessionJob:
-    prompt_id: str
+    prompt_id: str      # "" while the job waits in the studio's own queue
     mode: str
+    position: int = 0   # jobs ahead of it when it was last queued
 
 
 class SessionJobs:
@@ -22,12 +23,14 @@ class SessionJobs:
         self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, SessionJob]] = {}
 
-    def add(self, session: str | None, job: str, prompt_id: str, mode: str) -> None:
+    def add(
+        self, session: str | None, job: str, prompt_id: str, mode: str, position: int = 0
+    ) -> None:
         """A job's current prompt (a region edit runs two prompts, one after the other)."""
-        if not session or not prompt_id:
+        if not session:
             return
         with self._lock:
-            self._jobs.setdefault(session, {})[job] = SessionJob(prompt_id, mode)
+            self._jobs.setdefault(session, {})[job] = SessionJob(prompt_id, mode, position)
 
     def discard(self, session: str | None, job: str) -> None:
         if not session:

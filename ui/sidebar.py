@@ -53,7 +53,9 @@ def _queue_html(snap: Any, mine: Sequence[SessionJob]) -> str:
     rows = []
     for job in mine:
         label = TAB_LABELS.get(job.mode, job.mode)
-        if job.prompt_id in running:
+        if not job.prompt_id:
+            where = f"#{job.position + 1} in the studio's line"
+        elif job.prompt_id in running:
             where = "running now"
         elif job.prompt_id in pending:
             where = f"#{pending.index(job.prompt_id) + 1} in line"

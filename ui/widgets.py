@@ -181,7 +181,7 @@ async def run_job(
     try:
         async for ev in events:
             if isinstance(ev, Queued):
-                shared.sessions.add(session, job, ev.prompt_id, spec.mode)
+                shared.sessions.add(session, job, ev.prompt_id, spec.mode, ev.position)
                 # position = prompts ahead of this one (0: next or running).
                 where = f"Queued (position {ev.position + 1})"
                 progress(0.0, desc=where)

@@ -38,3 +38,9 @@ def test_online_shows_vram_queue_position_and_modes():
     assert "#2 in line" in text
     assert "Florence2Run" in text
     assert "Will not fit in free VRAM now" in text
+
+
+def test_a_job_waiting_in_the_studio_queue_shows_its_place():
+    snap = MonitorSnapshot(online=True, error=None, queue_running=("other",))
+    text = render(snap, (SessionJob("", "inpaint", 2),), URL)
+    assert "#3 in the studio's line" in text
