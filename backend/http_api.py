@@ -139,7 +139,13 @@ def build_api_router(ctx: Any) -> APIRouter:
 
     def images_response(results: list[tuple[Any, Any]], prompt: str) -> dict:
         data = [
-            {"b64_json": _png_b64(image), "revised_prompt": prompt, "seed": finished.seed}
+            {
+                "b64_json": _png_b64(image),
+                "revised_prompt": prompt,
+                "seed": finished.seed,
+                # What the studio did to the input (first GIF frame, scaling, padding grid…).
+                "notes": list(_notes(finished)),
+            }
             for finished, image in results
         ]
         body: dict[str, Any] = {"created": int(time.time()), "data": data, "output_format": "png"}
@@ -260,6 +266,11 @@ async def _wait_disconnect(http: Request) -> None:
     # The body is already read, so the next ASGI message is the client hanging up.
     while (await http.receive())["type"] != "http.disconnect":
         pass
+
+
+def _notes(finished: Any) -> tuple[str, ...]:
+    info = getattr(finished, "info", ()) or ()
+    return (info,) if isinstance(info, str) else tuple(info)
 
 
 def _png_b64(image: Any) -> str:

@@ -153,6 +153,8 @@ def build_edit_requests(
         )
     if form.mask is not None and mode != "inpaint":
         raise ApiError(400, f"{choice.model} does not take a mask.", param="mask")
+    # Decoded here for early 400s and the mask's size check; the requests get the bytes, so
+    # the operation decodes them itself and its notes (first GIF frame…) reach the answer.
     images = [_decode(data, settings, "image") for data in form.images]
     prompt = text(f.get("prompt"), "prompt", required=mode in _PROMPT_REQUIRED)
     make = _builder(mode, f, images, form, settings)
@@ -176,15 +178,15 @@ _PROMPT_REQUIRED = frozenset({"edit", "multiref", "inpaint", "region_edit"})
 def _builder(
     mode: str, f: dict[str, Any], images: list[Image.Image], form: EditForm, settings: Settings
 ) -> Callable[..., Any]:
-    image = images[0]
+    image = form.images[0]
     if mode == "edit":
         return lambda prompt, **kw: EditRequest(image=image, prompt=prompt, **kw)
     if mode == "multiref":
-        return lambda prompt, **kw: MultiRefRequest(images=tuple(images), prompt=prompt, **kw)
+        return lambda prompt, **kw: MultiRefRequest(images=form.images, prompt=prompt, **kw)
     if mode == "inpaint":
         if form.mask is None:
             raise ApiError(400, "Inpainting needs a 'mask' file.", param="mask")
-        mask = openai_mask(form.mask, image.size, settings)
+        mask = openai_mask(form.mask, images[0].size, settings)
         return lambda prompt, **kw: InpaintRequest(image=image, mask=mask, prompt=prompt, **kw)
     if mode == "outpaint":
         pads = {

@@ -184,14 +184,10 @@ def test_edits_accepts(studio: MatrixStudio, row: Accepted) -> None:
     row.check(only_upload(studio), result)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The API answer has no field for the studio's notes (Finished.info): an animated GIF is "
-    "edited from its first frame, but only the UI says so. Needs a field in "
-    "backend/http_api.py images_response (not this task's file)."))
 def test_edits_says_the_first_frame_of_a_gif_was_used(studio: MatrixStudio) -> None:
     response = studio.edit([image_field(inputs.animated_gif(), "anim.gif")])
     assert response.status_code == 200
-    assert "first frame" in response.text
+    assert any("first frame" in note for note in response.json()["data"][0]["notes"])
 
 
 def test_all_white_mask_repaints_the_whole_image(studio: MatrixStudio) -> None:

@@ -77,11 +77,6 @@ def test_tab_refuses(studio: MatrixStudio, ui: UISession, row: Refused) -> None:
     assert studio.fake.counters["prompts_posted"] == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gr.Image(type='pil') opens the upload in Gradio's preprocess, before the tab's handler: "
-    "a file Pillow cannot read ends in Gradio's error modal ('Could not preprocess input "
-    "component at index 5 ... Original error: ...', with the server's /tmp/gradio path), not "
-    "in the studio's sentence. Fix belongs in ui/ (e.g. type='filepath' + decode_image)."))
 @pytest.mark.parametrize(("case", "data"), [
     ("not_an_image", inputs.not_an_image()),
     ("truncated_png", inputs.truncated_png()),
@@ -115,17 +110,13 @@ def test_bomb_30000x30000_is_refused_before_decoding(studio: MatrixStudio, ui: U
     before = studio.fake.counters["prompts_posted"]
     shown, growth = _peak_rss_growth_mb(
         lambda: ui.run("edit", image=(inputs.bomb_png(), "bomb.png"), prompt="x"))
-    assert shown.error and "900000000 pixels" in shown.error     # Pillow's own header check
+    # The studio's own refusal from the header (the UI hands decode_image the unopened file).
+    assert "30000×30000 = 900 MP; the limit is 40 MP" in shown.shown, shown.shown
     assert growth < RSS_GROWTH_LIMIT_MB, f"peak RSS grew {growth:.0f} MB"
     assert studio.fake.counters["prompts_posted"] == before
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-@pytest.mark.xfail(strict=True, reason=(
-    "Under Pillow's hard limit (178 MP) Gradio's preprocess decodes a PNG completely "
-    "(Image.getexif() loads it) before the studio's header check sees it: a 169 MP upload "
-    "costs ~170 MB of peak RSS per request. gr.Image(type='filepath', image_mode=None) "
-    "returns before getexif(); then decode_image(bytes) refuses from the header."))
 def test_bomb_under_pillows_limit_is_refused_before_decoding(
     studio: MatrixStudio, ui: UISession
 ) -> None:
@@ -179,10 +170,7 @@ ACCEPTED = [
         lambda up: inputs.near(up.getpixel((1, 1)), inputs.WHITE, 2)
         and inputs.near(_centre(up), inputs.BLUE, 8)),
     row("cmyk_jpeg", inputs.cmyk_jpeg, "cmyk.jpg",
-        lambda up: inputs.near(_centre(up), (255, 0, 0), 40), xfail=(
-            "The job runs in ComfyUI, then the tab fails with 'The studio hit an internal "
-            "error (OSError)': ui/history.py ResultStore.save_plain saves the CMYK source "
-            "for history as PNG ('cannot write mode CMYK as PNG').")),
+        lambda up: inputs.near(_centre(up), (255, 0, 0), 40)),
 ]
 
 
