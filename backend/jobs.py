@@ -249,8 +249,9 @@ class Studio:
 
         if not outputs.get("output"):
             yield Failed(
-                f"ComfyUI finished, but the #output node of {template.path} saved no image.",
-                f"outputs: {run.done.outputs if run.done else None}", "execution",
+                f"ComfyUI finished, but the #output node of {template.path.name} saved no "
+                "image: check that it feeds a SaveImage.",
+                f"{template.path}: outputs {run.done.outputs if run.done else None}", "execution",
             )
             return
         try:
