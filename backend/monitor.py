@@ -60,6 +60,7 @@ class MonitorSnapshot:
     device_name: str | None = None
     vram_total: int | None = None            # bytes
     vram_free: int | None = None
+    comfy_vram_held: int | None = None       # reserved by ComfyUI's torch (reclaimable)
     ram_total: int | None = None
     ram_free: int | None = None
     queue_running: tuple[str, ...] = ()
@@ -247,6 +248,7 @@ class Monitor:
                 device_name=device.name if device else None,
                 vram_total=device.vram_total if device else None,
                 vram_free=device.vram_free if device else None,
+                comfy_vram_held=device.torch_vram_total if device else None,
                 ram_total=stats.ram_total,
                 ram_free=stats.ram_free,
                 queue_running=tuple(i.prompt_id for i in queue.running),
@@ -284,14 +286,24 @@ class Monitor:
         for mode in MODES:
             # Offline: keep the last known answer (None until the first check).
             ready, missing = self._readiness.get(mode, (None, ""))
-            out[mode] = self._mode_status(mode, ready, missing, snap.vram_free, last)
+            out[mode] = self._mode_status(
+                mode, ready, missing, snap.vram_free, last, snap.comfy_vram_held
+            )
         return out
 
     def _mode_status(
-        self, mode: str, ready: bool | None, missing: str, vram_free: int | None, last: str | None
+        self,
+        mode: str,
+        ready: bool | None,
+        missing: str,
+        vram_free: int | None,
+        last: str | None,
+        held: int | None = None,
     ) -> ModeStatus:
         peak = float(self._settings.peak_vram_gb.get(mode, 0.0))
-        fits, note = estimate_fit(mode, peak, vram_free, last, self._settings.peak_vram_gb)
+        fits, note = estimate_fit(
+            mode, peak, vram_free, last, self._settings.peak_vram_gb, held_bytes=held
+        )
         return ModeStatus(mode, ready, missing, peak, fits, note)
 
     # -- what the studio ran last -------------------------------------------------------------
@@ -330,17 +342,22 @@ def estimate_fit(
     vram_free: int | None,
     last_mode: str | None,
     peaks: Mapping[str, float],
+    held_bytes: int | None = None,
 ) -> tuple[bool | None, str]:
-    """Will this mode's peak fit? Free VRAM plus what ComfyUI holds for the last mode.
+    """Will this mode's peak fit? Free VRAM plus what ComfyUI itself holds.
 
-    Kept simple on purpose: ComfyUI unloads (or reuses) the model it holds when another mode
-    needs the memory, so the last mode's peak is counted as available. Other services on a
+    ComfyUI unloads (or reuses) the models it holds when another mode needs the memory, so
+    what its torch has reserved (`torch_vram_total` in /system_stats) counts as available;
+    when the server does not report it, the last mode's peak stands in. Other services on a
     shared GPU are what the free figure already excludes.
     """
     if vram_free is None:
         return None, f"needs ~{peak_gb:.0f} GB; free VRAM unknown"
     free_gb = vram_free / GB
-    held_gb = float(peaks.get(last_mode, 0.0)) if last_mode else 0.0
+    if held_bytes is not None:
+        held_gb = held_bytes / GB
+    else:
+        held_gb = float(peaks.get(last_mode, 0.0)) if last_mode else 0.0
     available = free_gb + held_gb
     fits = available >= peak_gb
     if last_mode and MODEL_FAMILY.get(last_mode) == MODEL_FAMILY.get(mode):
@@ -348,7 +365,7 @@ def estimate_fit(
     elif last_mode:
         note = (
             f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB free + ~{held_gb:.0f} GB ComfyUI frees "
-            f"by unloading the {MODEL_FAMILY.get(last_mode, last_mode)} (swap costs 5-10 s)"
+            "by unloading what it holds (a model swap costs 5-10 s)"
         )
     else:
         note = f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB free"

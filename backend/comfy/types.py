@@ -111,6 +111,8 @@ class Device:
     type: str
     vram_total: int | None = None
     vram_free: int | None = None
+    # What ComfyUI's own torch has reserved (its loaded models): memory it can give back.
+    torch_vram_total: int | None = None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -133,6 +135,7 @@ class SystemStats:
                 type=str(d.get("type", "")),
                 vram_total=_int_or_none(d.get("vram_total")),
                 vram_free=_int_or_none(d.get("vram_free")),
+                torch_vram_total=_int_or_none(d.get("torch_vram_total")),
             )
             for d in body.get("devices") or []
             if isinstance(d, Mapping)

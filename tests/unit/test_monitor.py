@@ -261,3 +261,15 @@ async def test_snapshot_from_a_worker_thread_wakes_the_poller(monitor_and_client
     assert client.calls.get("system_stats", 0) == 0    # nobody watching yet: no traffic
     await asyncio.to_thread(monitor.snapshot)
     await wait_for(lambda: client.calls.get("system_stats", 0) == 1)
+
+
+def test_estimate_fit_counts_what_comfyui_holds_not_only_the_last_mode():
+    """Edit models stay resident after a background removal: the reserved memory ComfyUI
+    reports (torch_vram_total) is reclaimable, so edit and generate still fit."""
+    peaks = Settings().peak_vram_gb
+    free, held = int(14.4 * GB), int(33.6 * GB)
+    assert estimate_fit("generate", 30.0, free, "remove_background", peaks)[0] is False
+    fits, note = estimate_fit("generate", 30.0, free, "remove_background", peaks, held_bytes=held)
+    assert fits is True and "34 GB ComfyUI frees" in note
+    # Another service holding the GPU is not ComfyUI's to give back.
+    assert estimate_fit("generate", 30.0, 2 * GB, "edit", peaks, held_bytes=0)[0] is False
