@@ -65,6 +65,7 @@ class MonitorSnapshot:
     ram_free: int | None = None
     queue_running: tuple[str, ...] = ()
     queue_pending: tuple[str, ...] = ()
+    studio_waiting: int = 0                  # jobs held in the studio's own queue (scheduler)
     last_mode: str | None = None
     loaded_model: str | None = None
     swap_cost_s: tuple[float, float] = SWAP_COST_S
@@ -316,9 +317,11 @@ class Monitor:
         loaded = getattr(self._studio, "loaded_model", None)
         if not isinstance(loaded, str):
             loaded = MODEL_FAMILY.get(last) if last else None
-        if last == snap.last_mode and loaded == snap.loaded_model:
+        scheduler = getattr(self._studio, "scheduler", None)
+        waiting = len(scheduler.waiting()) if scheduler is not None else 0
+        if (last, loaded, waiting) == (snap.last_mode, snap.loaded_model, snap.studio_waiting):
             return snap
-        return replace(snap, last_mode=last, loaded_model=loaded)
+        return replace(snap, last_mode=last, loaded_model=loaded, studio_waiting=waiting)
 
 
 def describe_missing(readiness: Any) -> str:

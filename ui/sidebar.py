@@ -50,6 +50,10 @@ def _bar(label: str, used: int | None, total: int | None, elem: str) -> str:
 def _queue_html(snap: Any, mine: Sequence[SessionJob]) -> str:
     running, pending = tuple(snap.queue_running), tuple(snap.queue_pending)
     head = f"<b>{len(running)}</b> running · <b>{len(pending)}</b> waiting"
+    held = int(getattr(snap, "studio_waiting", 0) or 0)
+    if held:
+        # Jobs the studio holds back so ComfyUI gets one at a time (grouped by model).
+        head += f" · <b>{held}</b> in the studio's line"
     rows = []
     for job in mine:
         label = TAB_LABELS.get(job.mode, job.mode)
@@ -177,6 +181,9 @@ def build_sidebar(
         with gr.Row():
             free = gr.Button("Free VRAM", size="sm", elem_id="free_vram")
             warm = gr.Button("Warm up this tab", size="sm", elem_id="warm_up")
+        warm_all = gr.Button(
+            "Warm up every mode", size="sm", elem_id="warm_up_all", variant="secondary"
+        )
         action = gr.Markdown("", elem_id="side_action", elem_classes=["side-action"])
     timer = gr.Timer(TICK_S)
     quiet = {"show_progress": "hidden", "queue": False, "api_visibility": "private"}
@@ -205,22 +212,26 @@ def build_sidebar(
 
         mode = mode or "generate"
         try:
-            results = await warm_up(ctx.studio, modes=[mode])
+            # "all": the guide's start-of-day step, a tiny request per mode.
+            results = await warm_up(ctx.studio, modes=None if mode == "all" else [mode])
         except Exception as exc:
             log.warning("warm-up failed: %s", exc)
             return redact(f"Warm-up failed: {exc}", ctx), snapshot_html(request)
         return redact(_describe_warmup(results, mode), ctx), snapshot_html(request)
 
-    warm.click(
-        on_warm,
-        [current_mode],
-        [action, status],
-        show_progress="minimal",
-        show_progress_on=[action],
-        concurrency_limit=RUN_CONCURRENCY,
-        concurrency_id=RUN_CONCURRENCY_ID,
-        api_visibility="private",
-    )
+    warm_options = {
+        "show_progress": "minimal",
+        "show_progress_on": [action],
+        "concurrency_limit": RUN_CONCURRENCY,
+        "concurrency_id": RUN_CONCURRENCY_ID,
+        "api_visibility": "private",
+    }
+    warm.click(on_warm, [current_mode], [action, status], **warm_options)
+
+    async def on_warm_all(request: gr.Request) -> tuple[str, str]:
+        return await on_warm("all", request)
+
+    warm_all.click(on_warm_all, None, [action, status], **warm_options)
     async def after_run(request: gr.Request) -> str:
         # One poll per finished job (not per viewer), so the queue and VRAM are current
         # right away instead of up to a poll interval plus a tick later.
@@ -234,7 +245,7 @@ def build_sidebar(
 
 
 def _describe_warmup(results: Sequence[Any], mode: str) -> str:
-    label = TAB_LABELS.get(mode, mode)
+    label = "any mode" if mode == "all" else TAB_LABELS.get(mode, mode)
     if not results:
         return f"Nothing to warm up for {label}."
     parts = []

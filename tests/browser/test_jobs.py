@@ -72,6 +72,17 @@ def test_sidebar_vram_follows_a_run_and_free_vram(page: Page, fake, pictures) ->
     expect(meter).to_have_text(idle, timeout=10_000)
 
 
+def test_warm_up_every_mode_runs_a_tiny_job_per_mode(page: Page, fake) -> None:
+    before = fake.counters["prompts_posted"]
+    page.locator("#warm_up_all").click()
+    action = page.locator("#side_action")
+    expect(action).to_contain_text("Generate is warm", timeout=30_000)
+    for label in ("Edit", "Multi-ref", "Remove background", "Inpaint", "Outpaint"):
+        expect(action).to_contain_text(f"{label} is warm")
+    # One prompt per mode at least (region edit runs its mask pass first).
+    assert fake.counters["prompts_posted"] - before >= 7
+
+
 def test_comfyui_down_then_back_without_restarting_the_studio(page: Page, fake) -> None:
     port = fake.url.rsplit(":", 1)[-1]
     fake.stop()

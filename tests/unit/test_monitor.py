@@ -273,3 +273,26 @@ def test_estimate_fit_counts_what_comfyui_holds_not_only_the_last_mode():
     assert fits is True and "34 GB ComfyUI frees" in note
     # Another service holding the GPU is not ComfyUI's to give back.
     assert estimate_fit("generate", 30.0, 2 * GB, "edit", peaks, held_bytes=0)[0] is False
+
+
+async def test_snapshot_counts_jobs_waiting_in_the_studio_queue(settings, library):
+    from backend.scheduler import Scheduler, SchedulerConfig
+
+    class Studio:
+        last_mode = None
+        loaded_model = None
+        scheduler = Scheduler(SchedulerConfig(policy="fifo"))
+
+    studio = Studio()
+    monitor = Monitor(StubClient(library, settings), settings, library, studio)
+    try:
+        turns = [studio.scheduler.enter("edit") for _ in range(3)]   # one in flight, two wait
+        for turn in turns:
+            async for _ in turn.wait():
+                break
+        assert monitor.snapshot().studio_waiting == 2
+        for turn in turns:
+            turn.leave()
+        assert monitor.snapshot().studio_waiting == 0
+    finally:
+        await monitor.aclose()

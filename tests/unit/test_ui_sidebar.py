@@ -44,3 +44,9 @@ def test_a_job_waiting_in_the_studio_queue_shows_its_place():
     snap = MonitorSnapshot(online=True, error=None, queue_running=("other",))
     text = render(snap, (SessionJob("", "inpaint", 2),), URL)
     assert "#3 in the studio's line" in text
+
+
+def test_the_studio_queue_is_counted_beside_comfyuis():
+    snap = MonitorSnapshot(online=True, error=None, queue_running=("x",), studio_waiting=3)
+    assert "<b>3</b> in the studio's line" in render(snap, (), URL)
+    assert "studio's line" not in render(MonitorSnapshot(online=True, error=None), (), URL)
