@@ -88,7 +88,9 @@ class _Run:
     done: PromptDone | None = None
     preview_at: float = -math.inf
     timings: dict[str, float] = field(
-        default_factory=lambda: {"upload_s": 0.0, "queued_s": 0.0, "run_s": 0.0}
+        default_factory=lambda: {
+            "upload_s": 0.0, "studio_wait_s": 0.0, "queued_s": 0.0, "run_s": 0.0
+        }
     )
 
 
@@ -216,8 +218,11 @@ class Studio:
         outputs: dict[str, list[Image.Image]] = {}
         turn = self.scheduler.enter(model, since=started)
         try:
+            wait_start = time.monotonic()
             async for position in turn.wait():
                 yield Queued(position, "")  # in the studio's queue: no prompt id yet
+            # Time held in the studio's own line (queued_s is ComfyUI's queue).
+            run.timings["studio_wait_s"] = time.monotonic() - wait_start
             precheck = getattr(op, "precheck_role", None)
             if precheck and precheck in template.output_roles:
                 node = template.output_roles[precheck]

@@ -115,6 +115,7 @@ async def test_concurrent_jobs_swap_less_when_grouped(
         # Waiting in the studio (no prompt id yet), then ComfyUI's own Queued.
         queued = [e for e in events if isinstance(e, Queued)]
         assert queued[0].prompt_id == "" and queued[0].position >= 1
+        assert done.timings["studio_wait_s"] > 0   # it did wait in the studio's line
         assert queued[-1].prompt_id == done.prompt_id
         assert events.index(queued[-1]) < next(
             i for i, e in enumerate(events) if isinstance(e, Started)
