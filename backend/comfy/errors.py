@@ -11,29 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Where the node classes the studio's templates use come from, for "install X" hints.
-_PACK_HINTS: tuple[tuple[str, str], ...] = (
-    ("GGUF", "ComfyUI-GGUF (city96)"),
-    ("LanPaint", "LanPaint (scraed/LanPaint)"),
-    ("Florence2toCoordinates", "ComfyUI-segment-anything-2 (kijai)"),
-    ("Florence2", "ComfyUI-Florence2 (kijai)"),
-    ("Sam2", "ComfyUI-segment-anything-2 (kijai)"),
-    ("SAM2", "ComfyUI-segment-anything-2 (kijai)"),
-    ("RMBG", "ComfyUI-RMBG (1038lab)"),
-    ("BiRefNet", "ComfyUI-RMBG (1038lab)"),
-    ("SAM3", "ComfyUI-RMBG (1038lab)"),
-    ("Segment", "ComfyUI-RMBG (1038lab)"),
-)
+from backend.comfy.packs import pack_for
 
+# File endings that make a missing "value" read as a model file in rejection messages.
 _MODEL_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".sft")
-
-
-def pack_hint(class_type: str) -> str | None:
-    """The custom node pack that provides a class, when we know it."""
-    for needle, pack in _PACK_HINTS:
-        if needle in class_type:
-            return pack
-    return None
 
 
 class ComfyError(Exception):
@@ -228,7 +209,7 @@ class ComfyRejected(ComfyError):
             if not node and self.error_details:
                 found = _NODE_ID.search(self.error_details)
                 node = found.group(1) if found else None
-            pack = pack_hint(self.missing_class or "")
+            pack = pack_for(self.missing_class or "")
             where = f" (node {node})" if node else ""
             install = f"install the custom node pack {pack}" if pack else (
                 "install the custom node pack that provides it")

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.comfy.packs import pack_for
 from backend.workflows.template import Template
 
 # (class, input) → the model folder ComfyUI lists that input from.
@@ -23,36 +24,6 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
 }
 
 # Custom-node packs by class, for messages that say what to install.
-PACK_CLASSES: dict[str, tuple[str, ...]] = {
-    "ComfyUI-RMBG": ("BiRefNetRMBG", "RMBG", "SAM2Segment", "SAM3Segment"),
-    "ComfyUI-Florence2": (
-        "DownloadAndLoadFlorence2Model",
-        "DownloadAndLoadFlorence2Lora",
-        "Florence2ModelLoader",
-        "Florence2Run",
-    ),
-    "ComfyUI-segment-anything-2": (
-        "DownloadAndLoadSAM2Model",
-        "Sam2Segmentation",
-        "Sam2AutoSegmentation",
-        "Florence2toCoordinates",
-    ),
-    "ComfyUI-GGUF": ("UnetLoaderGGUF", "CLIPLoaderGGUF"),
-}
-PACK_PREFIXES: dict[str, str] = {"LanPaint_": "LanPaint"}
-
-
-def pack_for(class_type: str) -> str | None:
-    """The custom-node pack that provides `class_type`, if we know it."""
-    for pack, classes in PACK_CLASSES.items():
-        if class_type in classes:
-            return pack
-    for prefix, pack in PACK_PREFIXES.items():
-        if class_type.startswith(prefix):
-            return pack
-    return None
-
-
 @dataclass(frozen=True)
 class Requirements:
     classes: frozenset[str]
