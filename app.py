@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = settings_from_args(args)
