@@ -60,7 +60,7 @@ class MonitorSnapshot:
     device_name: str | None = None
     vram_total: int | None = None            # bytes
     vram_free: int | None = None
-    comfy_vram_held: int | None = None       # reserved by ComfyUI's torch (reclaimable)
+    comfy_vram_held: int | None = None       # in use by ComfyUI's torch (reclaimable)
     ram_total: int | None = None
     ram_free: int | None = None
     queue_running: tuple[str, ...] = ()
@@ -249,7 +249,7 @@ class Monitor:
                 device_name=device.name if device else None,
                 vram_total=device.vram_total if device else None,
                 vram_free=device.vram_free if device else None,
-                comfy_vram_held=device.torch_vram_total if device else None,
+                comfy_vram_held=device.torch_vram_held if device else None,
                 ram_total=stats.ram_total,
                 ram_free=stats.ram_free,
                 queue_running=tuple(i.prompt_id for i in queue.running),
@@ -350,7 +350,8 @@ def estimate_fit(
     """Will this mode's peak fit? Free VRAM plus what ComfyUI itself holds.
 
     ComfyUI unloads (or reuses) the models it holds when another mode needs the memory, so
-    what its torch has reserved (`torch_vram_total` in /system_stats) counts as available;
+    what its torch holds (`torch_vram_total - torch_vram_free` in /system_stats: the unused
+    reserve is already part of `vram_free`) counts as available;
     when the server does not report it, the last mode's peak stands in. Other services on a
     shared GPU are what the free figure already excludes.
     """

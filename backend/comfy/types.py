@@ -113,6 +113,16 @@ class Device:
     vram_free: int | None = None
     # What ComfyUI's own torch has reserved (its loaded models): memory it can give back.
     torch_vram_total: int | None = None
+    # The reserved-but-unused part of that; ComfyUI already counts it in `vram_free`.
+    torch_vram_free: int | None = None
+
+    @property
+    def torch_vram_held(self) -> int | None:
+        """Reserved by ComfyUI's torch and in use: what unloading would add to `vram_free`
+        (`vram_free` already includes `torch_vram_free`, so that part must not count twice)."""
+        if self.torch_vram_total is None:
+            return None
+        return max(0, self.torch_vram_total - (self.torch_vram_free or 0))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -136,6 +146,7 @@ class SystemStats:
                 vram_total=_int_or_none(d.get("vram_total")),
                 vram_free=_int_or_none(d.get("vram_free")),
                 torch_vram_total=_int_or_none(d.get("torch_vram_total")),
+                torch_vram_free=_int_or_none(d.get("torch_vram_free")),
             )
             for d in body.get("devices") or []
             if isinstance(d, Mapping)

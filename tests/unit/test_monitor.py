@@ -296,3 +296,33 @@ async def test_snapshot_counts_jobs_waiting_in_the_studio_queue(settings, librar
         assert monitor.snapshot().studio_waiting == 0
     finally:
         await monitor.aclose()
+
+
+async def test_fit_does_not_count_comfyuis_unused_reserve_twice(settings, library, fixtures_dir):
+    """ComfyUI's vram_free already includes torch_vram_free (reserved but unused), so only
+    torch_vram_total - torch_vram_free is memory that unloading would add. Recorded server:
+    all 25.3 GB reported free and reserved; adding both read as ~47 GB available."""
+    import json
+
+    recorded = json.loads((fixtures_dir / "trace_misc.json").read_text())
+    stats = SystemStats.from_body(recorded["GET /system_stats"]["body"])
+    device = stats.devices[0]
+    assert device.torch_vram_held == device.torch_vram_total - device.torch_vram_free
+
+    client = StubClient(library, settings)
+    client.system_stats = _returning(stats)          # type: ignore[method-assign]
+    big = {**settings.peak_vram_gb, "generate": 30.0}   # more than the whole 25.3 GB device
+    monitor = Monitor(client, dataclasses.replace(settings, peak_vram_gb=big), library)
+    try:
+        snap = await monitor.refresh_now()
+        assert snap.comfy_vram_held == device.torch_vram_total - device.torch_vram_free
+        assert snap.modes["generate"].fits is False
+    finally:
+        await monitor.aclose()
+
+
+def _returning(value):
+    async def call() -> object:
+        return value
+
+    return call
