@@ -292,9 +292,18 @@ class ComfyClient:
         watcher = self._hub.watch(prompt_id)
         queued = finished = False
         try:
-            submitted = await self.submit(
-                graph, prompt_id=prompt_id, extra_data=extra_data, partial_targets=partial_targets
-            )
+            try:
+                submitted = await self.submit(
+                    graph, prompt_id=prompt_id, extra_data=extra_data,
+                    partial_targets=partial_targets,
+                )
+            except ComfyRejected:
+                raise       # nothing queued (submit() cancelled a partly valid one itself)
+            except BaseException as exc:
+                # Cancelled (Stop, a closed tab) or the answer was lost after the POST went
+                # out: ComfyUI may have queued it under our id, so cancel it like any other.
+                queued = not _never_sent(exc)
+                raise
             queued = True
             position = 0
             with contextlib.suppress(ComfyError):
@@ -423,3 +432,10 @@ def _json_or(response: httpx.Response, default: Any) -> Any:
         return response.json()
     except ValueError:
         return default
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when a request failed before reaching ComfyUI (no connection was made)."""
+    return isinstance(exc, ComfyUnreachable) and isinstance(
+        exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout
+    )

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -194,3 +195,40 @@ async def test_two_jobs_at_once_each_get_their_own_messages(client: ComfyClient)
         assert isinstance(items[-1], PromptDone)
     assert sum(isinstance(m, ProgressMessage) for m in a) == 3
     assert sum(isinstance(m, ProgressMessage) for m in b) == 0
+
+
+class _AnswerNeverComes(httpx.AsyncHTTPTransport):
+    """Delivers POST /prompt to ComfyUI, then holds the answer back (a slow or lost reply)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posted = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.method == "POST" and request.url.path == "/prompt":
+            await response.aread()
+            self.posted.set()
+            await asyncio.sleep(3600)
+        return response
+
+
+async def test_cancelling_while_the_post_is_unanswered_still_cancels_the_prompt(
+    fake_comfy: FakeComfy,
+) -> None:
+    """ComfyUI queued the prompt but its answer had not arrived when the job was stopped:
+    the prompt must not run on, orphaned, on the GPU."""
+    fake_comfy.set_delays(node=0.5)
+    transport = _AnswerNeverComes()
+    comfy = ComfyClient(fake_comfy.url, transport=transport)
+    try:
+        task = asyncio.create_task(anext(comfy.execute(sampler_graph(steps=2))))
+        async with asyncio.timeout(10):
+            await transport.posted.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert fake_comfy.wait_idle(5)
+        assert fake_comfy.counters["interrupts_applied"] == 1
+    finally:
+        await comfy.aclose()
