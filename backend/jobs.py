@@ -360,8 +360,11 @@ def _values(template: Template, prepared: Prepared, files: Mapping[str, str]) ->
 
 
 def _decode_preview(data: bytes) -> Image.Image | None:
+    # Decoded here, not lazily: a cut-off frame must be skipped, not fail in whoever draws it.
     try:
-        return decode_output(data)
+        image = decode_output(data)
+        image.load()
+        return image
     except (OSError, SyntaxError, ValueError) as exc:
         log.debug("skipping an undecodable preview: %s", exc)
         return None

@@ -55,6 +55,7 @@ class ScriptedClient:
         self.calls: list[tuple[dict[str, Any], list[str] | None]] = []
         self.closed = 0
         self.hold: asyncio.Event | None = None  # set → execute waits here after Started
+        self.preview: bytes | None = None       # the sampler's preview frame (default: gray)
 
     async def upload_image(self, data: bytes, **_: Any) -> ImageRef:
         name = hashlib.sha256(data).hexdigest()[:24] + ".png"
@@ -97,7 +98,8 @@ class ScriptedClient:
                         raise failure
                     for step in range(1, 4):
                         yield ProgressMessage(pid, node_id, step, 3)
-                    yield PreviewImage(png(Image.new("RGB", (16, 16), "gray")), "image/png", pid)
+                    frame = self.preview or png(Image.new("RGB", (16, 16), "gray"))
+                    yield PreviewImage(frame, "image/png", pid)
                 if node["class_type"] == "SaveImage" and (
                     partial_targets is None or node_id in partial_targets
                 ):
@@ -124,6 +126,19 @@ def studio(client: ScriptedClient, **overrides: Any) -> Studio:
 
 async def collect(events: AsyncIterator[Any]) -> list[Any]:
     return [event async for event in events]
+
+
+async def test_a_truncated_preview_is_skipped_not_handed_on() -> None:
+    """Only the header was read, so a cut-off preview passed as an Image and failed later,
+    in whoever drew it (the UI's yield, which ends the job)."""
+    client = ScriptedClient()
+    noise = Image.effect_noise((64, 64), 64).convert("RGB")
+    client.preview = png(noise)[:200]
+    events = await collect(studio(client).run(GenerateRequest("a cat", 512, 384, seed=7)))
+    assert isinstance(events[-1], Finished)
+    for event in events:
+        if isinstance(event, Preview):
+            event.image.load()     # raises OSError ("image file is truncated") if handed on
 
 
 async def test_generate_event_order_and_result() -> None:
