@@ -330,7 +330,9 @@ async def test_system_stats_models_upload_view() -> None:
         assert await client.view(ImageRef("x.png", "", "output")) == png
     assert stats.comfyui_version == "0.3.64"
     assert (stats.ram_total, stats.ram_free) == (25276502016, 23437783040)
-    assert stats.devices == [Device("cpu", "cpu", 25276502016, 23437783040, 25276502016)]
+    assert stats.devices == [
+        Device("cpu", "cpu", 25276502016, 23437783040, 25276502016, 23437783040)
+    ]
     assert ref == ImageRef("cap_src.png", "", "input")   # what the server answered, verbatim
     uploads = rec.calls("POST /upload/image")
     names = [_multipart_filename(r) for r in uploads]
