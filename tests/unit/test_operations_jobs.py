@@ -141,6 +141,20 @@ async def test_a_truncated_preview_is_skipped_not_handed_on() -> None:
             event.image.load()     # raises OSError ("image file is truncated") if handed on
 
 
+async def test_a_damaged_result_is_a_failed_event_not_an_exception() -> None:
+    """Results are decoded lazily (pixels on first use), so the file is checked whole when
+    fetched: a cut-off PNG from ComfyUI must end the job with Failed, not raise later."""
+
+    class DamagingClient(ScriptedClient):
+        async def view(self, ref: ImageRef) -> bytes:
+            data = await super().view(ref)
+            return data if ref.type == "input" else data[: len(data) // 2]
+
+    events = await collect(studio(DamagingClient()).run(GenerateRequest("a cat", 512, 384)))
+    assert isinstance(events[-1], Failed), events[-1]
+    assert "not an image the studio can read" in events[-1].message
+
+
 async def test_generate_event_order_and_result() -> None:
     client = ScriptedClient()
     events = await collect(studio(client).run(GenerateRequest("a cat", 512, 384, seed=7)))
