@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.api.errors import ApiError
+from backend.operations.base import MAX_SEED
 
 GRID = 16
 DEFAULT_SIZE = (1024, 1024)
@@ -199,5 +200,6 @@ def parse_common(body: Mapping[str, Any]) -> Common:
 
 
 def seed_for(common: Common, index: int) -> int | None:
-    """n images from one seed must differ: seed, seed+1, … (random when no seed was given)."""
-    return None if common.seed is None else common.seed + index
+    """n images from one seed must differ: seed, seed+1, … (random when no seed was given),
+    wrapping past the largest seed rather than failing on a seed the caller never sent."""
+    return None if common.seed is None else (common.seed + index) % (MAX_SEED + 1)

@@ -164,3 +164,12 @@ def test_error_shape_is_openais():
     assert body == {"error": {"message": "Bad size.", "type": "invalid_request_error",
                               "param": "size", "code": "invalid_size"}}
     assert response.headers["x-should-retry"] == "false"
+
+
+def test_n_images_from_the_largest_seed_wrap_instead_of_failing():
+    from backend.api.schemas import parse_common, seed_for
+    from backend.operations.base import MAX_SEED
+
+    common = parse_common({"n": 3, "seed": MAX_SEED})
+    assert [seed_for(common, i) for i in range(3)] == [MAX_SEED, 0, 1]
+    assert seed_for(parse_common({"n": 2}), 1) is None
