@@ -103,10 +103,17 @@ def _pad_pair(first: int, second: int, scale: float) -> tuple[int, int]:
     return a, b
 
 
+OUTPAINT_SLACK = 1.02
+
+
 def outpaint_geometry(
     width: int, height: int, pads: tuple[int, int, int, int], *, max_pixels: int
 ) -> OutpaintGeometry:
-    """Scale the whole padded canvas to the sampling budget, then align it to the grid."""
+    """Scale the whole padded canvas to the sampling budget, then align it to the grid.
+
+    Rounding each part up to the 16-pixel grid can overshoot the budget (a thin input with
+    wide pads: up to a third over), and the budget is what bounds VRAM: shrink and retry
+    until within OUTPAINT_SLACK (a row of cells over is harmless; moving the pads is not)."""
     left, top, right, bottom = pads
     canvas_pixels = (width + left + right) * (height + top + bottom)
     scale = 1.0
@@ -114,10 +121,15 @@ def outpaint_geometry(
         scale = math.sqrt(max_pixels / canvas_pixels)
     elif canvas_pixels < min_sampling_pixels(max_pixels):
         scale = math.sqrt(min_sampling_pixels(max_pixels) / canvas_pixels)
-    w, h = round_to_grid(width * scale), round_to_grid(height * scale)
-    sx, sy = w / width, h / height
-    wl, wr = _pad_pair(left, right, sx)
-    wt, wb = _pad_pair(top, bottom, sy)
+    for _ in range(12):
+        w, h = round_to_grid(width * scale), round_to_grid(height * scale)
+        sx, sy = w / width, h / height
+        wl, wr = _pad_pair(left, right, sx)
+        wt, wb = _pad_pair(top, bottom, sy)
+        work_pixels = (w + wl + wr) * (h + wt + wb)
+        if work_pixels <= max_pixels * OUTPAINT_SLACK or (w, h) == (GRID, GRID):
+            break
+        scale *= math.sqrt(max_pixels / work_pixels) * 0.99
     full = (round(wl / sx), round(wt / sy), round(wr / sx), round(wb / sy))
     return OutpaintGeometry(
         image_full=(width, height),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -223,3 +225,18 @@ def test_remove_background_is_full_size_rgba_with_the_models_alpha() -> None:
     assert out.mode == "RGBA" and out.size == original.size
     assert out.getpixel((100, 500))[3] == 255 and out.getpixel((1900, 500))[3] == 0
     assert out.getpixel((100, 500))[:3] == original.getpixel((100, 500))  # the input's own pixels
+
+
+def test_outpaint_work_canvas_never_exceeds_the_budget() -> None:
+    """Grid rounding of a thin input with wide pads overshot the budget by up to a third;
+    the budget bounds VRAM, so the canvas is shrunk until it fits (within 2%)."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        width, height = rng.randint(16, 4000), rng.randint(16, 4000)
+        pads = tuple(rng.choice((0, rng.randint(1, 1024))) for _ in range(4))
+        if not any(pads):
+            continue
+        g = outpaint_geometry(width, height, pads, max_pixels=MP)
+        cw, ch = g.canvas_work
+        assert cw * ch <= MP * 1.02, (width, height, pads, g)
+        assert cw % 16 == 0 and ch % 16 == 0
