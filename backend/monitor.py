@@ -108,7 +108,6 @@ class Monitor:
         self._readiness: dict[str, tuple[bool | None, str]] = {}
         self._readiness_at = 0.0
         self._last_watch = 0.0
-        self._last_mode: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -147,7 +146,6 @@ class Monitor:
         except Exception as exc:  # a sentence, never an exception, for the button
             log.warning("free VRAM failed: %s", exc)
             return "Could not free VRAM: " + offline_message(exc, self._settings.comfy_url)
-        self._last_mode = None
         # ComfyUI holds no model now: the next job loads one (Started.loading_models, swaps).
         for name in ("last_mode", "loaded_model"):
             if getattr(self._studio, name, None) is not None:
@@ -160,10 +158,6 @@ class Monitor:
         if freed < GB / 10:
             return f"Nothing to free: no model was loaded ({free_now})."
         return f"Freed {freed / GB:.1f} GB ({free_now})."
-
-    def record_run(self, mode: str) -> None:
-        """Tell the monitor which mode ran last, when the studio does not say so itself."""
-        self._last_mode = mode
 
     def start(self) -> None:
         """Start the poll task on the running loop (idempotent)."""
@@ -310,7 +304,7 @@ class Monitor:
     # -- what the studio ran last -------------------------------------------------------------
     def _current_last_mode(self) -> str | None:
         mode = getattr(self._studio, "last_mode", None)
-        return mode if isinstance(mode, str) else self._last_mode
+        return mode if isinstance(mode, str) else None
 
     def _with_studio_state(self, snap: MonitorSnapshot) -> MonitorSnapshot:
         last = self._current_last_mode()

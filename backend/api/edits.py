@@ -96,10 +96,7 @@ def openai_mask(data: bytes, size: tuple[int, int], settings: Settings) -> Image
     With an alpha channel, fully transparent pixels are the ones to edit (OpenAI's rule).
     Without one, the mask is read as a black/white picture where white = change.
     """
-    try:
-        decoded = decode_image(data, max_pixels=settings.max_input_pixels, field="mask")
-    except InvalidRequest as exc:
-        raise ApiError(400, "Mask: " + exc.message, param="mask") from None
+    decoded = _decode(data, settings, "mask", prefix="Mask: ")
     if decoded.size != size:
         raise ApiError(
             400,
@@ -121,11 +118,11 @@ def openai_mask(data: bytes, size: tuple[int, int], settings: Settings) -> Image
     return Image.fromarray(change.astype(np.uint8) * 255, "L")
 
 
-def _decode(data: bytes, settings: Settings, param: str) -> Image.Image:
+def _decode(data: bytes, settings: Settings, param: str, prefix: str = "") -> Image.Image:
     try:
         return decode_image(data, max_pixels=settings.max_input_pixels, field=param)
     except InvalidRequest as exc:
-        raise ApiError(400, exc.message, param=param) from None
+        raise ApiError(400, prefix + exc.message, param=param) from None
 
 
 def build_edit_requests(

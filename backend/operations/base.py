@@ -160,6 +160,15 @@ def check_int(value: object, field: str, label: str, low: int, high: int) -> int
     return value
 
 
+MAX_GROW = 256  # pixels a mask may grow or feather by (inpaint, region edit)
+
+
+def check_grow_feather(request: Any) -> None:
+    """The masked modes' grow and feather knobs, in input pixels."""
+    check_int(request.grow, "grow", "Grow", 0, MAX_GROW)
+    check_int(request.feather, "feather", "Feather", 0, MAX_GROW)
+
+
 def resolve_seed(seed: int | None) -> int:
     return random.randint(0, MAX_SEED) if seed is None else seed
 

@@ -19,8 +19,8 @@ from .base import (
     Prepared,
     RequestBase,
     check_common,
+    check_grow_feather,
     check_image_present,
-    check_int,
     check_prompt,
     diffusion_values,
     edit_sampling,
@@ -28,8 +28,6 @@ from .base import (
 from .images import decode_image, encode_png
 from .inputs import load_input
 from .masks import composite, feather, grow, is_empty, threshold, to_mask
-
-MAX_GROW = 256
 
 
 @dataclass(frozen=True)
@@ -56,8 +54,7 @@ class InpaintOperation:
         check_image_present(request.image)
         check_image_present(request.mask, "mask")
         check_prompt(request.prompt)
-        check_int(request.grow, "grow", "Grow", 0, MAX_GROW)
-        check_int(request.feather, "feather", "Feather", 0, MAX_GROW)
+        check_grow_feather(request)
 
     def prepare(self, request: InpaintRequest, settings: Settings) -> Prepared:
         notes: list[str] = []

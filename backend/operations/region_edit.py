@@ -23,8 +23,8 @@ from .base import (
     Prepared,
     RequestBase,
     check_common,
+    check_grow_feather,
     check_image_present,
-    check_int,
     check_prompt,
     diffusion_values,
     edit_sampling,
@@ -32,7 +32,6 @@ from .base import (
 from .inputs import load_input
 from .masks import composite, feather, is_empty, scale_pixels, to_mask
 
-MAX_GROW = 256
 MAX_REGION_CHARS = 300
 
 
@@ -69,8 +68,7 @@ class RegionEditOperation:
                 f"Describe the region in at most {MAX_REGION_CHARS} characters.", "region"
             )
         check_prompt(request.prompt)
-        check_int(request.grow, "grow", "Grow", 0, MAX_GROW)
-        check_int(request.feather, "feather", "Feather", 0, MAX_GROW)
+        check_grow_feather(request)
 
     def prepare(self, request: RegionEditRequest, settings: Settings) -> Prepared:
         notes: list[str] = []
