@@ -159,6 +159,18 @@ class RunControls:
     message: gr.Markdown
 
 
+def mask_edge_sliders(mode: str, grow: int, feather: int) -> tuple[gr.Slider, gr.Slider]:
+    """Grow and feather (input pixels) for the masked modes, side by side."""
+    with gr.Row():
+        grow_slider = gr.Slider(
+            0, 128, value=grow, step=1, label="Grow mask (px)", elem_id=f"{mode}_grow"
+        )
+        feather_slider = gr.Slider(
+            0, 128, value=feather, step=1, label="Feather (px)", elem_id=f"{mode}_feather"
+        )
+    return grow_slider, feather_slider
+
+
 def run_controls(mode: str, label: str) -> RunControls:
     with gr.Row(elem_classes=["run-row"]):
         run = gr.Button(label, variant="primary", scale=4, elem_id=f"{mode}_run")

@@ -13,7 +13,7 @@ import gradio as gr
 
 from backend.operations import InpaintRequest
 from backend.operations.base import InvalidRequest
-from ui.controls import advanced_controls, output_panel, run_controls
+from ui.controls import advanced_controls, mask_edge_sliders, output_panel, run_controls
 from ui.imaging import (
     MASK_ALPHA,
     MASK_RGB,
@@ -74,11 +74,7 @@ def build(shared: Shared) -> TabSpec:
             )
             controls = run_controls(MODE, "Inpaint")
             with gr.Accordion("Advanced", open=False):
-                with gr.Row():
-                    grow = gr.Slider(0, 128, value=4, step=1, label="Grow mask (px)",
-                                     elem_id=f"{MODE}_grow")
-                    feather = gr.Slider(0, 128, value=0, step=1, label="Feather (px)",
-                                        elem_id=f"{MODE}_feather")
+                grow, feather = mask_edge_sliders(MODE, grow=4, feather=0)
                 negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{MODE}_negative")
                 adv = advanced_controls(
                     shared.ctx, MODE, steps=sampling.edit_steps, cfg=sampling.edit_cfg

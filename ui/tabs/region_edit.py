@@ -8,7 +8,13 @@ from typing import Any
 import gradio as gr
 
 from backend.operations import RegionEditRequest
-from ui.controls import advanced_controls, output_panel, run_controls, upload_image
+from ui.controls import (
+    advanced_controls,
+    mask_edge_sliders,
+    output_panel,
+    run_controls,
+    upload_image,
+)
 from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
 
 MODE = "region_edit"
@@ -33,11 +39,7 @@ def build(shared: Shared) -> TabSpec:
             )
             controls = run_controls(MODE, "Edit region")
             with gr.Accordion("Advanced", open=False):
-                with gr.Row():
-                    grow = gr.Slider(0, 128, value=8, step=1, label="Grow mask (px)",
-                                     elem_id=f"{MODE}_grow")
-                    feather = gr.Slider(0, 128, value=8, step=1, label="Feather (px)",
-                                        elem_id=f"{MODE}_feather")
+                grow, feather = mask_edge_sliders(MODE, grow=8, feather=8)
                 negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{MODE}_negative")
                 adv = advanced_controls(
                     shared.ctx, MODE, steps=sampling.edit_steps, cfg=sampling.edit_cfg
