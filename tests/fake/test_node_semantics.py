@@ -35,6 +35,7 @@ class RecordingContext:
     output_dir: Path = Path("output")
     temp_dir: Path = Path("temp")
     step_delay: float = 0.0
+    previews: bool = True
     files: dict[str, list[str]] = field(
         default_factory=lambda: {
             "diffusion_models": [GEN_UNET, EDIT_UNET, "broken_unet.safetensors"],

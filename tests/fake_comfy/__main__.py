@@ -1,4 +1,5 @@
-"""`python -m tests.fake_comfy --host 127.0.0.1 --port 8188 [--step-delay S] [--load-delay S]`"""
+"""`python -m tests.fake_comfy --host 127.0.0.1 --port 8188 [--step-delay S] [--load-delay S]
+[--preview-method none|auto|latent2rgb] [--vram-gb G] [--other-tenant-gb G] [--cpu] [--no-gguf]`"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import threading
 
 from .fake import FakeComfy
+from .state import PREVIEW_METHODS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +23,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to load a model that is not resident")
     parser.add_argument("--node-delay", type=float, default=0.0,
                         help="seconds added to every executed node")
-    parser.add_argument("--vram-gb", type=float, default=48.0)
+    parser.add_argument("--vram-gb", type=float, default=None,
+                        help="the device's memory in GB (default 48; with --cpu the recorded "
+                             "machine's RAM, 23.5)")
+    parser.add_argument("--other-tenant-gb", type=float, default=0.0,
+                        help="GB another process holds on the device")
+    parser.add_argument("--cpu", action="store_true",
+                        help="report a CPU device (RAM as vram), like ComfyUI's --cpu")
+    parser.add_argument("--preview-method", choices=PREVIEW_METHODS, default="auto",
+                        help="sampler previews per step; none sends none (the real ComfyUI's "
+                             "default is none, the fake's auto)")
+    parser.add_argument("--no-gguf", action="store_true",
+                        help="without the ComfyUI-GGUF pack (classes and model folders)")
     parser.add_argument("--root", default=None,
                         help="folder for input/ output/ temp/ (default: a temporary one)")
     parser.add_argument("--log-level", default="INFO")
@@ -30,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fake = FakeComfy(args.host, args.port, root=args.root, step_delay=args.step_delay,
                      load_delay=args.load_delay, node_delay=args.node_delay,
-                     vram_total_gb=args.vram_gb)
+                     vram_total_gb=args.vram_gb, other_tenant_gb=args.other_tenant_gb,
+                     cpu=args.cpu, preview_method=args.preview_method, gguf=not args.no_gguf)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -12,6 +12,7 @@ from PIL import Image
 
 from .faults import OOM_TYPE, Faults
 from .nodes.base import NodeFailure
+from .nodes.models import empty_file_failure
 from .state import Config, Memory
 from .ws import Hub
 
@@ -86,6 +87,7 @@ class NodeContext:
         self.output_dir: Path = config.output_dir
         self.temp_dir: Path = config.temp_dir
         self.step_delay = config.step_delay
+        self.previews = config.preview_method != "none"
         self.prompt = prompt                # hidden inputs PROMPT / EXTRA_PNGINFO
         self.extra_data = extra_data
         self._config = config
@@ -129,11 +131,14 @@ class NodeContext:
         fault = self._faults.take_node_fault(name, folder)
         if fault is not None:
             raise NodeFailure(fault.exception_type, fault.message)
+        if name in self._config.empty_files:
+            raise empty_file_failure(name)
         if self._memory.is_resident(folder, name):
             self._memory.touch(folder, name)
             return
-        if vram_gb > self._config.vram_total_gb - self._memory.BASELINE_GB:
-            raise NodeFailure(OOM_TYPE, _oom_message(vram_gb, self._config.vram_total_gb))
+        if vram_gb > self._memory.available_gb():
+            held = self._memory.baseline_gb + self._memory.models_gb()    # torch's, not the tenant's
+            raise NodeFailure(OOM_TYPE, _oom_message(vram_gb, held, self._config.vram_total_gb))
         if self._config.load_delay > 0:
             await asyncio.sleep(self._config.load_delay)
         self._memory.admit(folder, name, vram_gb)
@@ -143,10 +148,10 @@ class NodeContext:
         return list(self._config.models.get(folder, []))
 
 
-def _oom_message(requested_gb: float, total_gb: float) -> str:
+def _oom_message(requested_gb: float, used_gb: float, total_gb: float) -> str:
     return (
         "Allocation on device 0 would exceed allowed memory. (out of memory)\n"
-        f"Currently allocated     : {0.6:.2f} GiB\n"
+        f"Currently allocated     : {used_gb:.2f} GiB\n"
         f"Requested               : {requested_gb:.2f} GiB\n"
         f"Device limit            : {total_gb:.2f} GiB\n"
         "Free (according to CUDA): 0 bytes\n"

@@ -59,8 +59,28 @@ def add_control_routes(app: web.Application, fake: FakeComfy) -> None:
     async def vram(request: web.Request) -> web.Response:
         data = await body(request)
         if "total_gb" in data:
-            fake.config.vram_total_gb = float(data["total_gb"])
+            fake.set_vram_total(data["total_gb"])
+        if "other_tenant_gb" in data:
+            fake.set_other_tenant(data["other_tenant_gb"])
         return web.json_response(fake.state()["memory"])
+
+    async def previews(request: web.Request) -> web.Response:
+        method = (await body(request)).get("method")
+        try:
+            fake.set_preview_method(str(method))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"preview_method": fake.config.preview_method})
+
+    async def packs(request: web.Request) -> web.Response:
+        data = await body(request)
+        if "gguf" in data:
+            fake.set_gguf(bool(data["gguf"]))
+        return web.json_response(fake.state()["packs"])
+
+    async def empty_files(request: web.Request) -> web.Response:
+        fake.set_empty_files(*(await body(request)).get("files", []))
+        return web.json_response(sorted(fake.config.empty_files))
 
     async def restart(request: web.Request) -> web.Response:
         fake._schedule(fake._restart_async())
@@ -82,6 +102,9 @@ def add_control_routes(app: web.Application, fake: FakeComfy) -> None:
         ("POST", "/__fake__/models", models),
         ("POST", "/__fake__/hidden_classes", hidden),
         ("POST", "/__fake__/vram", vram),
+        ("POST", "/__fake__/previews", previews),
+        ("POST", "/__fake__/packs", packs),
+        ("POST", "/__fake__/empty_files", empty_files),
         ("POST", "/__fake__/restart", restart),
         ("POST", "/__fake__/down", down),
     ):

@@ -17,7 +17,14 @@ from aiohttp import web
 from .control import add_control_routes
 from .faults import Faults
 from .server import Runtime
-from .state import GIB, Config, Counters
+from .state import (
+    CPU_RAM_TOTAL_BYTES,
+    DEFAULT_VRAM_GB,
+    GIB,
+    PREVIEW_METHODS,
+    Config,
+    Counters,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,12 +35,22 @@ class FakeComfy:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, root: str | Path | None = None,
                  step_delay: float = 0.0, load_delay: float = 0.0, node_delay: float = 0.0,
-                 vram_total_gb: float = 48.0) -> None:
+                 vram_total_gb: float | None = None, other_tenant_gb: float = 0.0,
+                 cpu: bool = False, preview_method: str = "auto", gguf: bool = True) -> None:
+        """`vram_total_gb`: the device's memory (default 48 GB; with `cpu`, the recorded
+        machine's RAM); `other_tenant_gb`: held on it by another process; `cpu`: report a CPU
+        device like `main.py --cpu`; `preview_method`: none | auto | latent2rgb (the real
+        server's default is none); `gguf`: the ComfyUI-GGUF pack is installed."""
+        _check_preview_method(preview_method)
+        if vram_total_gb is None:
+            vram_total_gb = CPU_RAM_TOTAL_BYTES / GIB if cpu else DEFAULT_VRAM_GB
         self._own_root = root is None
         base = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="fake-comfy-"))
         self.config = Config(root=base, host=host, port=port, step_delay=step_delay,
                              load_delay=load_delay, node_delay=node_delay,
-                             vram_total_gb=vram_total_gb)
+                             vram_total_gb=float(vram_total_gb),
+                             other_tenant_gb=float(other_tenant_gb), cpu=cpu,
+                             preview_method=preview_method, gguf=gguf)
         self._counters = Counters()
         self.faults = Faults()
         self.runtime: Runtime | None = None
@@ -216,6 +233,24 @@ class FakeComfy:
     def set_vram_total(self, gb: float) -> None:
         self.config.vram_total_gb = float(gb)
 
+    def set_other_tenant(self, gb: float) -> None:
+        """GB another process holds on the device (less free VRAM, less room for models)."""
+        self.config.other_tenant_gb = float(gb)
+
+    def set_preview_method(self, method: str) -> None:
+        """none | auto | latent2rgb, as `--preview-method` (applies from the next node)."""
+        _check_preview_method(method)
+        self.config.preview_method = method
+
+    def set_gguf(self, installed: bool) -> None:
+        """Install or remove the ComfyUI-GGUF pack (its classes and model-list routes)."""
+        self.config.gguf = bool(installed)
+
+    def set_empty_files(self, *names: str) -> None:
+        """Model files that are listed but empty: loading one fails as recorded (safetensors'
+        header error, or gguf's "cannot mmap an empty file"). No names: none are empty."""
+        self.config.empty_files = set(names)
+
     # --- faults --------------------------------------------------------------------------
 
     def oom_at(self, target: str, times: int | None = None) -> None:
@@ -310,10 +345,15 @@ class FakeComfy:
             "faults": self.faults.snapshot(),
             "models": self.config.models,
             "hidden_classes": sorted(self.config.hidden_classes),
+            "packs": {"gguf": self.config.gguf},
+            "empty_files": sorted(self.config.empty_files),
+            "preview_method": self.config.preview_method,
             "delays": {"step_delay": self.config.step_delay, "load_delay": self.config.load_delay,
                        "node_delay": self.config.node_delay},
             "memory": {
+                "device": "cpu" if self.config.cpu else "cuda",
                 "vram_total": int(self.config.vram_total_gb * GIB),
+                "other_tenant": int(self.config.other_tenant_gb * GIB),
                 "vram_free": memory.device()["vram_free"] if memory else None,
                 "resident": [{"folder": f, "name": n, "vram_gb": gb}
                              for (f, n), gb in memory.resident.items()] if memory else [],
@@ -325,3 +365,8 @@ class FakeComfy:
             "dirs": {"input": str(self.input_dir), "output": str(self.output_dir),
                      "temp": str(self.temp_dir)},
         }
+
+
+def _check_preview_method(method: str) -> None:
+    if method not in PREVIEW_METHODS:
+        raise ValueError(f"preview method {method!r} is not one of {', '.join(PREVIEW_METHODS)}")

@@ -50,6 +50,18 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("ModelPatchLoader", "name"): "model_patches",
     ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
 }
+# The ComfyUI-GGUF pack's loaders (fixtures/comfy/gguf/): the UNet ones list `unet_gguf`; the
+# CLIP ones list every text encoder, `sorted(get_filename_list("clip") + …("clip_gguf"))`.
+GGUF_MODEL_INPUTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("UnetLoaderGGUF", "unet_name"): ("unet_gguf",),
+    ("UnetLoaderGGUFAdvanced", "unet_name"): ("unet_gguf",),
+    ("CLIPLoaderGGUF", "clip_name"): ("text_encoders", "clip_gguf"),
+    **{("DualCLIPLoaderGGUF", f"clip_name{i}"): ("text_encoders", "clip_gguf") for i in (1, 2)},
+    **{("TripleCLIPLoaderGGUF", f"clip_name{i}"): ("text_encoders", "clip_gguf")
+       for i in (1, 2, 3)},
+    **{("QuadrupleCLIPLoaderGGUF", f"clip_name{i}"): ("text_encoders", "clip_gguf")
+       for i in (1, 2, 3, 4)},
+}
 # Inputs listing image files in ComfyUI's input folder (top level only, like the real one).
 IMAGE_INPUTS: tuple[tuple[str, str], ...] = (("LoadImage", "image"), ("LoadImageMask", "image"))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -59,6 +71,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 def recorded_object_info() -> dict[str, Any]:
     """The real server's schemas (parsed once per process; never mutate the result)."""
     return json.loads((FIXTURES / "object_info.json").read_text())
+
+
+@cache
+def recorded_gguf_object_info() -> dict[str, Any]:
+    """The GGUF pack's 6 classes as recorded (`GET /object_info/<Class>`, merged)."""
+    return json.loads((FIXTURES / "gguf" / "object_info_gguf.json").read_text())
 
 
 @cache
@@ -78,9 +96,14 @@ def build_object_info(
     models: Mapping[str, Iterable[str]],
     input_images: Iterable[str],
     hidden: Iterable[str] = (),
+    *,
+    gguf: bool = True,
 ) -> dict[str, Any]:
-    """A fresh `/object_info` dict. Only the patched schemas are copies; the rest are shared."""
+    """A fresh `/object_info` dict. Only the patched schemas are copies; the rest are shared.
+    `gguf`: the ComfyUI-GGUF pack is installed (its classes come after the recorded ones)."""
     info = dict(recorded_object_info())
+    if gguf:
+        info.update(recorded_gguf_object_info())
     for name in hidden:
         info.pop(name, None)
     images = sorted(input_images)
@@ -90,6 +113,9 @@ def build_object_info(
         if key == ("VAELoader", "vae_name"):
             files.append("pixel_space")   # the real VAELoader always offers it
         patches.append((key, files))
+    for key, folders in GGUF_MODEL_INPUTS.items():
+        files = [f for folder in folders for f in models.get(folder, ())]
+        patches.append((key, sorted(files) if len(folders) > 1 else files))
     copied: set[str] = set()
     for (cls, input_name), options in patches:
         if cls not in info:

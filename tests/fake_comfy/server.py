@@ -22,7 +22,7 @@ from . import files
 from .executor import SENSITIVE_EXTRA_DATA_KEYS, Executor, QueueItem
 from .faults import Faults
 from .objectinfo import build_object_info, recorded_misc
-from .state import MODEL_FOLDER_KEYS, Config, Counters, History, Memory
+from .state import GGUF_BASE_FOLDERS, GGUF_FOLDERS, Config, Counters, History, Memory
 from .ws import SERVER_FEATURES, Hub
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ SYSTEM = {
     "pytorch_version": "2.8.0+cu128",
     "embedded_python": False,
 }
+CPU_PYTORCH_VERSION = "2.13.0+cpu"     # the recorded `--cpu` server's torch
 
 
 class Runtime:
@@ -56,7 +57,7 @@ class Runtime:
 
     def object_info(self) -> dict[str, Any]:
         return build_object_info(self.config.models, self.config.input_images(),
-                                 self.config.hidden_classes)
+                                 self.config.hidden_classes, gguf=self.config.gguf)
 
     async def start(self) -> None:
         self.hub.start()
@@ -102,8 +103,8 @@ class Runtime:
             ("GET", "/users", self.static_body("users")),
             ("GET", "/i18n", self.static_body("i18n")),
             ("GET", "/workflow_templates", self.static_body("workflow_templates")),
-            ("GET", "/experiment/models", self.static_body("experiment/models")),
-            ("GET", "/internal/folder_paths", self.static_body("internal/folder_paths")),
+            ("GET", "/experiment/models", self.experiment_models),
+            ("GET", "/internal/folder_paths", self.folder_paths),
             ("GET", "/internal/logs/raw", self.static_body("internal/logs/raw")),
         ]
         for prefix in ("", "/api"):
@@ -145,21 +146,45 @@ class Runtime:
         return web.json_response([])
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response(list(MODEL_FOLDER_KEYS))
+        return web.json_response(self.config.folder_keys())
 
     async def models_in(self, request: web.Request) -> web.Response:
         folder = request.match_info["folder"]
-        if folder not in self.config.models and folder not in MODEL_FOLDER_KEYS:
+        if not self.config.lists_folder(folder):
             return web.Response(status=404)
         return web.json_response(list(self.config.models.get(folder, [])))
+
+    def _pack_folder_paths(self) -> dict[str, list[str]]:
+        """The GGUF pack registers its folders on the paths of the core ones (from its code;
+        these two routes were recorded without the pack)."""
+        recorded = _static("internal/folder_paths")
+        return {key: recorded[GGUF_BASE_FOLDERS[key]] for key in GGUF_FOLDERS} \
+            if self.config.gguf else {}
+
+    async def folder_paths(self, request: web.Request) -> web.Response:
+        return web.json_response({**_static("internal/folder_paths"),
+                                  **self._pack_folder_paths()})
+
+    async def experiment_models(self, request: web.Request) -> web.Response:
+        pack = [{"name": key, "folders": paths} for key, paths in self._pack_folder_paths().items()]
+        return web.json_response([*_static("experiment/models"), *pack])
 
     async def features(self, request: web.Request) -> web.Response:
         return web.json_response(dict(SERVER_FEATURES))
 
     async def system_stats(self, request: web.Request) -> web.Response:
-        argv = ["main.py", "--listen", self.config.host, "--port", str(self.config.port)]
-        return web.json_response({"system": {**SYSTEM, "argv": argv},
-                                  "devices": [self.memory.device()]})
+        config = self.config
+        argv = ["main.py", *(["--cpu"] if config.cpu else []), "--listen", config.host,
+                "--port", str(config.port)]
+        if config.preview_method != "none":
+            argv += ["--preview-method", config.preview_method]
+        device = self.memory.device()
+        system = {**SYSTEM, "argv": argv}
+        if config.cpu:
+            # As recorded from `--cpu`: the device is the RAM, so the system figures agree.
+            system.update(pytorch_version=CPU_PYTORCH_VERSION, ram_total=device["vram_total"],
+                          ram_free=device["vram_free"])
+        return web.json_response({"system": system, "devices": [device]})
 
     async def upload_image(self, request: web.Request) -> web.Response:
         return await files.upload(request, self.config)

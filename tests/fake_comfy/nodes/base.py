@@ -45,6 +45,7 @@ class ExecContext(Protocol):
     output_dir: Path
     temp_dir: Path
     step_delay: float          # seconds per sampler step (configurable, 0 in most tests)
+    previews: bool             # samplers send a preview per step (`--preview-method` not none)
 
     async def progress(self, value: int, maximum: int, preview: Image.Image | None = None) -> None:
         """Send `progress` + `progress_state`, and a binary preview frame when given one.

@@ -5,11 +5,15 @@ loader accounts its weights through `ctx.load_model`, and every node that *uses*
 accounts it again (a no-op while it is resident), because real ComfyUI moves weights to the
 GPU when they are used: a cached loader output after a mode switch still costs a reload.
 
-VRAM sizes are chosen so a mode's resident set matches the operations guide:
-generate / edit / inpaint / outpaint ≈ 30 GB (UNet 20 + sampling workspace 0.95, text encoder
-8.8, VAE 0.25), region edit ≈ 33 GB (+ Florence-2-base 1.2 + SAM 2.1 base+ 1.8), background
-removal ≈ 3 GB. Multi-ref's 32 GB peak is transient VAE-encode workspace that ComfyUI frees
-after the run; it is not modelled as a resident model.
+VRAM sizes (one table, `MODEL_VRAM_GB`, by file name; folder defaults for other names) are
+chosen so a mode's resident set matches the operations guide: generate / edit / inpaint /
+outpaint ≈ 30 GB (UNet 20 + sampling workspace 0.95, text encoder 8.8, VAE 0.25), region edit
+≈ 33 GB (+ Florence-2-base 1.2 + SAM 2.1 base+ 1.8), background removal ≈ 3 GB; the GGUF Q4
+UNets are 10 GB less ("~10 GB instead of ~20 GB per UNet"). Multi-ref's 32 GB peak is transient
+VAE-encode workspace that ComfyUI frees after the run; it is not modelled as a resident model.
+
+The ComfyUI-GGUF loaders (UnetLoaderGGUF, UnetLoaderGGUFAdvanced, CLIPLoaderGGUF) load like
+the core ones; CLIPLoaderGGUF also takes a `.safetensors` encoder (recorded).
 """
 
 from __future__ import annotations
@@ -27,17 +31,33 @@ log = logging.getLogger(__name__)
 
 UNET_WEIGHTS_GB = 20.0
 SAMPLING_WORKSPACE_GB = 0.95  # activations at ~1 MP, held while the UNet samples
+UNET_GB = UNET_WEIGHTS_GB + SAMPLING_WORKSPACE_GB
+GGUF_UNET_GB = 10.0 + SAMPLING_WORKSPACE_GB  # Q4_K_M: 10 GB less than fp8 (the guide)
 TEXT_ENCODER_GB = 8.8
+GGUF_TEXT_ENCODER_GB = 4.7  # Qwen2.5-VL-7B Q4_K_M: its file size
 VAE_GB = 0.25
-GGUF_UNET_GB = 10.0
 CHECKPOINT_GB = 6.9
 FLORENCE2_GB = {"base": 1.2, "large": 1.8}
 SAM2_GB = {"tiny": 1.2, "small": 1.4, "base_plus": 1.8, "large": 2.4}
 BIREFNET_GB = 3.0  # weights + 1024² working set, "~3 GB alone" in the guide
 BIREFNET_LITE_GB = 1.5
 
+# VRAM per model file: the studio's default files (workflows/, the shared README).
+MODEL_VRAM_GB: dict[str, float] = {
+    "qwen_image_2512_fp8_e4m3fn.safetensors": UNET_GB,
+    "qwen_image_2512_fp8_e4m3fn_scaled_comfyui_4steps_v1.0.safetensors": UNET_GB,
+    "qwen_image_edit_2511_fp8mixed.safetensors": UNET_GB,
+    "qwen-image-2512-Q4_K_M.gguf": GGUF_UNET_GB,
+    "qwen-image-edit-2511-Q4_K_M.gguf": GGUF_UNET_GB,
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": TEXT_ENCODER_GB,
+    "Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf": GGUF_TEXT_ENCODER_GB,
+    "qwen_image_vae.safetensors": VAE_GB,
+}
+
 SAFETENSORS_ERROR = "safetensors._safetensors_rust.SafetensorError"
 HEADER_TOO_SMALL = "Error while deserializing header: header too small"
+# What a GGUF loader says about an empty `.gguf` (fixtures/comfy/gguf/trace_gguf.json).
+EMPTY_GGUF_ERROR = ("ValueError", "cannot mmap an empty file")
 
 
 @dataclass(frozen=True)
@@ -106,13 +126,13 @@ class Sam2Model:
 
 def vram_gb(folder: str, name: str) -> float:
     """How much VRAM the fake accounts for a model file (see the module docstring)."""
+    if name in MODEL_VRAM_GB:
+        return MODEL_VRAM_GB[name]
     n = name.lower()
-    if folder in ("diffusion_models", "unet"):
-        if "gguf" in n or "q4" in n:
-            return GGUF_UNET_GB
-        return UNET_WEIGHTS_GB + SAMPLING_WORKSPACE_GB
-    if folder in ("text_encoders", "clip"):
-        return TEXT_ENCODER_GB
+    if folder in ("diffusion_models", "unet", "unet_gguf"):
+        return GGUF_UNET_GB if n.endswith(".gguf") or "q4" in n else UNET_GB
+    if folder in ("text_encoders", "clip", "clip_gguf"):
+        return GGUF_TEXT_ENCODER_GB if n.endswith(".gguf") else TEXT_ENCODER_GB
     if folder == "vae":
         return VAE_GB
     if folder == "loras":
@@ -131,15 +151,24 @@ def vram_gb(folder: str, name: str) -> float:
     return 1.0
 
 
+def empty_file_failure(name: str) -> NodeFailure:
+    """The recorded error of loading an empty (or garbage) model file: gguf's mmap error for
+    `.gguf`, safetensors' header error otherwise (whichever loader opens it)."""
+    if name.lower().endswith(".gguf"):
+        return NodeFailure(*EMPTY_GGUF_ERROR)
+    return NodeFailure(SAFETENSORS_ERROR, HEADER_TOO_SMALL)
+
+
 async def load_file(ctx: ExecContext, folder: str, name: str) -> Weights:
     """Open a model file like ComfyUI: missing → FileNotFoundError, a file whose name says
-    "broken" → the recorded safetensors header error; otherwise account it in VRAM."""
+    "broken" → the recorded load error (`empty_file_failure`); otherwise account it in VRAM.
+    (Files marked empty on the fake fail in `ctx.load_model` the same way.)"""
     if name not in ctx.model_files(folder):
         raise NodeFailure(
             "FileNotFoundError", f"Model in folder '{folder}' with filename '{name}' not found."
         )
     if "broken" in name.lower():
-        raise NodeFailure(SAFETENSORS_ERROR, HEADER_TOO_SMALL)
+        raise empty_file_failure(name)
     weights = Weights(folder, name, vram_gb(folder, name))
     await ctx.load_model(weights.folder, weights.name, weights.vram_gb)
     return weights
@@ -170,6 +199,23 @@ async def unet_loader(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
 @register("CLIPLoader")
 async def clip_loader(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
     weights = await load_file(ctx, "text_encoders", inputs["clip_name"])
+    return NodeOutput((TextEncoder(weights, inputs.get("type", "stable_diffusion")),))
+
+
+@register("UnetLoaderGGUF", "UnetLoaderGGUFAdvanced")
+async def unet_loader_gguf(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
+    weights = await load_file(ctx, "unet_gguf", inputs["unet_name"])
+    patches = tuple(f"{key}={inputs[key]}" for key in ("dequant_dtype", "patch_dtype")
+                    if inputs.get(key, "default") != "default")
+    return NodeOutput((DiffusionModel(weights, patches=patches),))
+
+
+@register("CLIPLoaderGGUF")
+async def clip_loader_gguf(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
+    # It lists (and loads) both folders: `.gguf` encoders and the core `.safetensors` ones.
+    name = inputs["clip_name"]
+    folder = "clip_gguf" if name in ctx.model_files("clip_gguf") else "text_encoders"
+    weights = await load_file(ctx, folder, name)
     return NodeOutput((TextEncoder(weights, inputs.get("type", "stable_diffusion")),))
 
 

@@ -188,7 +188,8 @@ async def run_sampler(
     steps: int,
     denoise: float,
 ) -> NodeOutput:
-    """Shared by the three samplers: progress per step with a preview, then the result."""
+    """Shared by the three samplers: progress per step (with a preview unless previews are off),
+    then the result."""
     model: DiffusionModel = inputs["model"]
     positive: Conditioning = inputs["positive"]
     latent: dict[str, Any] = inputs["latent_image"]
@@ -207,8 +208,10 @@ async def run_sampler(
     small_source, small_final = thumbnail(source[0]), thumbnail(final[0])
     for step in range(1, steps + 1):
         t = step / steps
-        preview = small_source * (1.0 - t) + small_final * t
-        await ctx.progress(step, steps, _preview_image(preview))
+        # ComfyUI has no latent previewer with `--preview-method none`: progress only.
+        preview = _preview_image(small_source * (1.0 - t) + small_final * t) if ctx.previews \
+            else None
+        await ctx.progress(step, steps, preview)
 
     out = dict(latent)  # like ComfyUI: the noise mask and other keys ride along
     out["samples"] = encode_pixels(final)
