@@ -12,7 +12,7 @@ from .fake import FakeComfy
 from .state import PREVIEW_METHODS
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.fake_comfy",
                                      description="A fake ComfyUI 0.3.64 for tests.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -38,13 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None,
                         help="folder for input/ output/ temp/ (default: a temporary one)")
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fake = FakeComfy(args.host, args.port, root=args.root, step_delay=args.step_delay,
+    return parser.parse_args(argv)
+
+
+def fake_from_args(args: argparse.Namespace) -> FakeComfy:
+    """The (not yet started) fake the command line describes."""
+    return FakeComfy(args.host, args.port, root=args.root, step_delay=args.step_delay,
                      load_delay=args.load_delay, node_delay=args.node_delay,
                      vram_total_gb=args.vram_gb, other_tenant_gb=args.other_tenant_gb,
                      cpu=args.cpu, preview_method=args.preview_method, gguf=not args.no_gguf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fake = fake_from_args(args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

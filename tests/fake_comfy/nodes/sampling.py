@@ -79,12 +79,22 @@ def full_res_mask(mask: Any, batch: int, height: int, width: int) -> np.ndarray:
     return repeat_to_batch(resize_mask(as_mask(mask), width, height), batch)
 
 
-@register("EmptySD3LatentImage")
-async def empty_sd3_latent_image(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
+def _empty_latent(inputs: dict[str, Any], channels: int) -> NodeOutput:
     width, height = int(inputs.get("width", 1024)), int(inputs.get("height", 1024))
     batch = int(inputs.get("batch_size", 1))
-    samples = np.zeros((batch, LATENT_CHANNELS, height // SCALE, width // SCALE), dtype=np.float32)
+    samples = np.zeros((batch, channels, height // SCALE, width // SCALE), dtype=np.float32)
     return NodeOutput(({"samples": samples},))
+
+
+@register("EmptySD3LatentImage")
+async def empty_sd3_latent_image(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
+    return _empty_latent(inputs, LATENT_CHANNELS)
+
+
+@register("EmptyLatentImage")
+async def empty_latent_image(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
+    """SD1.5's 4-channel latent (the recorded preview trace's graph)."""
+    return _empty_latent(inputs, 4)
 
 
 @register("VAEEncode")
