@@ -149,3 +149,35 @@ def slow_graph(tag: int, prefix: str = "slow") -> dict[str, Any]:
     graph["2"]["inputs"]["width"] = 100 + tag
     graph["4"] = {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}
     return graph
+
+
+FP8_UNET = "qwen_image_2512_fp8_e4m3fn.safetensors"
+FP8_CLIP = "qwen_2.5_vl_7b_fp8_scaled.safetensors"
+GGUF_UNET = "qwen-image-2512-Q4_K_M.gguf"
+GGUF_EDIT_UNET = "qwen-image-edit-2511-Q4_K_M.gguf"
+GGUF_CLIP = "Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf"
+
+
+def qwen_generate(unet: str = FP8_UNET, clip: str = FP8_CLIP, *, seed: int = 1,
+                  steps: int = 2) -> dict[str, Any]:
+    """A small text-to-image graph; `.gguf` names get the ComfyUI-GGUF loaders."""
+    unet_node = ({"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": unet}}
+                 if unet.endswith(".gguf") else
+                 {"class_type": "UNETLoader", "inputs": {"unet_name": unet,
+                                                         "weight_dtype": "default"}})
+    clip_class = "CLIPLoaderGGUF" if clip.endswith(".gguf") else "CLIPLoader"
+    return {
+        "1": unet_node,
+        "2": {"class_type": clip_class, "inputs": {"clip_name": clip, "type": "qwen_image"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "qwen_image_vae.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a banana", "clip": ["2", 0]}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+        "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64,
+                                                              "batch_size": 1}},
+        "7": {"class_type": "KSampler", "inputs": {
+            "model": ["1", 0], "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler",
+            "scheduler": "simple", "positive": ["4", 0], "negative": ["5", 0],
+            "latent_image": ["6", 0], "denoise": 1.0}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["3", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "q"}},
+    }
