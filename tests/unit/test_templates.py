@@ -25,6 +25,7 @@ RECORDED = [
     PROJECT_ROOT / "tests" / "fixtures" / "comfy" / "object_info.json",
     PROJECT_ROOT.parent / "shared" / "comfy" / "object_info.json",
 ]
+GGUF_SCHEMAS = PROJECT_ROOT / "tests" / "fixtures" / "comfy" / "gguf" / "object_info_gguf.json"
 MODELS = ModelFiles()
 TEMPLATE_FILES = sorted(WORKFLOWS.glob("*.json"))
 UPLOADS = {
@@ -56,15 +57,19 @@ def schema() -> dict[str, Any]:
     required["CLIPLoader"]["clip_name"][0] = [MODELS.text_encoder]
     required["VAELoader"]["vae_name"][0] = [MODELS.vae, "pixel_space"]
     info["LoadImage"]["input"]["required"]["image"][0] = ["example.png", *UPLOADS.values()]
+    # The ComfyUI-GGUF pack's classes as recorded (their lists hold the GGUF defaults).
+    info.update(json.loads(GGUF_SCHEMAS.read_text(encoding="utf-8")))
     return info
 
 
 def typical_values(template: Template) -> dict[str, dict[str, Any]]:
     """What the operations bind for a mode, every image slot filled."""
-    unet = {
+    unet: str | None = {
         ("generate", "default"): MODELS.generate_unet,
         ("generate", "turbo"): MODELS.generate_turbo_unet,
     }.get((template.mode, template.variant), MODELS.edit_unet)
+    if template.variant == "gguf":
+        unet = None      # the template's own GGUF file (no setting for it yet)
     values: dict[str, dict[str, Any]] = {
         "unet": {"name": unet},
         "clip": {"name": MODELS.text_encoder},

@@ -219,10 +219,10 @@ def test_role_on_a_node_without_its_inputs(tmp_path: Path) -> None:
 
 
 def test_variants_default_first_and_unknown_variant(library: TemplateLibrary) -> None:
-    assert library.variants("generate") == ["default", "turbo"]
-    assert library.variants("inpaint") == ["default", "conditioning"]
+    assert library.variants("generate") == ["default", "gguf", "turbo"]
+    assert library.variants("inpaint") == ["default", "conditioning", "gguf"]
     assert library.get("generate", "turbo").variant == "turbo"
-    with pytest.raises(TemplateError, match="available: default, turbo"):
+    with pytest.raises(TemplateError, match="available: default, gguf, turbo"):
         library.get("generate", "nope")
     with pytest.raises(TemplateError):
         library.get("generate", "../generate")
