@@ -48,12 +48,14 @@ async def _stats(fake: FakeComfy) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=fake.url, timeout=10) as http:
         response = await http.get("/system_stats")
     assert response.status_code == 200
-    return response.json()
+    stats: dict[str, Any] = response.json()
+    return stats
 
 
 def _last_message(fake: FakeComfy, prompt_id: str) -> list[Any]:
     assert fake.wait_idle()
-    return fake.history(prompt_id)[prompt_id]["status"]["messages"][-1]
+    message: list[Any] = fake.history(prompt_id)[prompt_id]["status"]["messages"][-1]
+    return message
 
 
 async def test_the_default_device_is_unchanged(fake_comfy: FakeComfy) -> None:

@@ -30,7 +30,8 @@ MISC = trace("trace_misc.json")
 
 def _history(fake: FakeComfy, prompt_id: str) -> dict[str, Any]:
     assert fake.wait_idle()
-    return fake.history(prompt_id)[prompt_id]
+    entry: dict[str, Any] = fake.history(prompt_id)[prompt_id]
+    return entry
 
 
 @pytest.mark.parametrize("key", list(ENDPOINTS))

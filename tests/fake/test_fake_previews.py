@@ -21,7 +21,7 @@ STEPS = 4
 
 def generate_graph(seed: int = 7) -> dict[str, Any]:
     """workflows/generate.json, small and quick."""
-    graph = json.loads((WORKFLOWS / "generate.json").read_text())
+    graph: dict[str, Any] = json.loads((WORKFLOWS / "generate.json").read_text())
     graph["6"]["inputs"].update(width=64, height=48)
     graph["7"]["inputs"].update(seed=seed, steps=STEPS)
     return graph

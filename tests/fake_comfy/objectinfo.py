@@ -70,18 +70,23 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 @cache
 def recorded_object_info() -> dict[str, Any]:
     """The real server's schemas (parsed once per process; never mutate the result)."""
-    return json.loads((FIXTURES / "object_info.json").read_text())
+    return _read_json("object_info.json")
 
 
 @cache
 def recorded_gguf_object_info() -> dict[str, Any]:
     """The GGUF pack's 6 classes as recorded (`GET /object_info/<Class>`, merged)."""
-    return json.loads((FIXTURES / "gguf" / "object_info_gguf.json").read_text())
+    return _read_json("gguf/object_info_gguf.json")
 
 
 @cache
 def recorded_misc() -> dict[str, Any]:
-    return json.loads((FIXTURES / "trace_misc.json").read_text())
+    return _read_json("trace_misc.json")
+
+
+def _read_json(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
 
 
 def _with_options(spec: list[Any], options: list[str]) -> list[Any]:
