@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+# How the venv is built (variables, so tests/unit/test_makefile.py can stub them).
+VENV_CREATE = $(PY) -m venv $(VENV)
+PIP_INSTALL = $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[test]'
 
 .PHONY: install run test lint bench fake clean chromium
 
@@ -11,9 +14,8 @@ install: $(STAMP)
 
 # Re-install only when the dependency list changes, so a second `make` is instant.
 $(STAMP): pyproject.toml
-	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	test -d $(VENV) || $(VENV_CREATE)
+	$(PIP_INSTALL)
 	touch $(STAMP)
 
 run: install
