@@ -13,10 +13,19 @@ PIP_INSTALL = $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --q
 install: $(STAMP)
 
 # Re-install only when the dependency list changes, so a second `make` is instant.
+# Two makes at once (`make fake &` then `make run` on a fresh clone) must not build the venv
+# together: the stamp's rule takes a lock (flock from util-linux, on pyproject.toml) and runs
+# make again for the stamp, so the second one waits, then finds the stamp fresh and does nothing.
+ifdef INSTALL_LOCKED
 $(STAMP): pyproject.toml
-	test -d $(VENV) || $(VENV_CREATE)
+	test -d $(VENV) || { $(VENV_CREATE); }
 	$(PIP_INSTALL)
 	touch $(STAMP)
+else
+FLOCK := $(shell command -v flock 2>/dev/null)
+$(STAMP): pyproject.toml
+	$(if $(FLOCK),$(FLOCK) pyproject.toml) $(MAKE) --no-print-directory INSTALL_LOCKED=1 $(STAMP)
+endif
 
 run: install
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python app.py $(ARGS)
@@ -40,8 +49,18 @@ lint: install
 bench: install
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python -m bench
 
+# The fake ComfyUI at a speed a person can watch (progress, previews, Stop; a cold start loads
+# its models for a few seconds). Set FAKE_PORT, FAKE_STEP_DELAY, FAKE_LOAD_DELAY,
+# FAKE_PREVIEWS, or pass any flag in FAKE_ARGS (it comes last, so it wins):
+#   make fake FAKE_ARGS="--port 8189 --step-delay 0.3 --preview-method none"
+FAKE_PORT ?= 8188
+FAKE_STEP_DELAY ?= 0.25
+FAKE_LOAD_DELAY ?= 3
+FAKE_PREVIEWS ?= auto
 fake: install
-	$(BIN)/python -m tests.fake_comfy --host 127.0.0.1 --port 8188
+	$(BIN)/python -m tests.fake_comfy --host 127.0.0.1 --port $(FAKE_PORT) \
+	  --step-delay $(FAKE_STEP_DELAY) --load-delay $(FAKE_LOAD_DELAY) \
+	  --preview-method $(FAKE_PREVIEWS) $(FAKE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
