@@ -4,6 +4,11 @@ websocket message order and validation as the recorded real server (tests/fixtur
 Python (tests)::
 
     fake = FakeComfy(step_delay=0.0, load_delay=0.0).start()   # free port, own thread + loop
+    FakeComfy(vram_total_gb=24, other_tenant_gb=6)   # a shared 24 GB card (default 48, none)
+    FakeComfy(cpu=True)                  # `main.py --cpu`: RAM as the device, as recorded
+    FakeComfy(preview_method="none")     # none | auto (default) | latent2rgb
+    FakeComfy(gguf=False)                # without the ComfyUI-GGUF pack (default: installed,
+                                         # with the recorded .gguf files in unet_gguf/clip_gguf)
     fake.url, fake.ws_url(client_id)                           # http://127.0.0.1:PORT
     fake.stop() / fake.start()     # down (sockets cut, port closed) / up again, same port
     fake.restart()                 # same port; queue, history, cache, VRAM lost (files kept)
@@ -14,6 +19,9 @@ Python (tests)::
     fake.hide_classes("Florence2Run")           # a custom pack that is not installed
     fake.set_delays(step=0.05, load=1.0, node=0.2)   # per sampler step / model load / node
     fake.set_vram_total(24)                      # GiB of the simulated card
+    fake.set_other_tenant(6)                     # GiB another process holds on it
+    fake.set_preview_method("none"); fake.set_gguf(False)
+    fake.set_empty_files("qwen_image_vae.safetensors")   # listed, 0 bytes: fails to load
     fake.put_input("x.png", data, subfolder="")  # a file in input/ without uploading
 
     fake.oom_at("KSampler", times=1)   # node id, class or model file → torch.OutOfMemoryError
@@ -29,7 +37,8 @@ Python (tests)::
     fake.reset_counters(); fake.resident_models; fake.vram_free; fake.history(id)
     fake.queue_ids() -> (running, pending); fake.wait_idle(timeout) -> bool; fake.state()
 
-HTTP (a fake started with `python -m tests.fake_comfy --host H --port P`)::
+HTTP (a fake started with `python -m tests.fake_comfy --host H --port P`; see `--help` for
+--step-delay, --load-delay, --preview-method, --vram-gb, --other-tenant-gb, --cpu, --no-gguf)::
 
     GET  /__fake__/state                 everything above as JSON
     GET  /__fake__/counters, POST /__fake__/counters/reset
@@ -40,7 +49,10 @@ HTTP (a fake started with `python -m tests.fake_comfy --host H --port P`)::
     POST /__fake__/delays        {"step_delay", "load_delay", "node_delay"}
     POST /__fake__/models        {"folder": [file, ...], ...}
     POST /__fake__/hidden_classes {"classes": [...]}
-    POST /__fake__/vram          {"total_gb"}
+    POST /__fake__/vram          {"total_gb", "other_tenant_gb"}
+    POST /__fake__/previews      {"method": "none" | "auto" | "latent2rgb"}
+    POST /__fake__/packs         {"gguf": bool}
+    POST /__fake__/empty_files   {"files": [...]}
     POST /__fake__/restart, POST /__fake__/down {"seconds"}
 
 Nodes: tests/fake_comfy/nodes/ (REGISTRY in base.py); classes without an implementation
