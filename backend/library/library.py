@@ -53,8 +53,10 @@ OFF_PREFIX = "banana-library-"
 
 
 class Library:
-    def __init__(self, config: LibraryConfig) -> None:
+    def __init__(self, config: LibraryConfig, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self._clock = clock     # creation times and retention ages (tests move it)
         if config.persistent:
             self.data_dir = config.data_dir.resolve()
         else:   # `off`: a scratch folder for this process only, removed by close()
@@ -157,7 +159,7 @@ class Library:
         return await self._shielded(self._save(item))
 
     async def _save(self, new: NewItem) -> LibraryItem:
-        created = time.time()
+        created = self._clock()
         item_id = record.new_id()
         folder = files.item_folder(self.data_dir, item_id, created)
         try:
@@ -299,7 +301,7 @@ class Library:
             return True
         if max_age is not None:
             oldest = db.oldest_unstarred_created(conn)
-            return oldest is not None and oldest < time.time() - max_age
+            return oldest is not None and oldest < self._clock() - max_age
         return False
 
     def _prune_sync(self, conn: sqlite3.Connection) -> PruneReport:
@@ -307,7 +309,7 @@ class Library:
         freed = by_age = by_size = 0
         max_age = self.config.effective_max_age_s
         if max_age is not None:
-            cutoff = time.time() - max_age
+            cutoff = self._clock() - max_age
             while batch := db.oldest_unstarred(conn, self.data_dir, before=cutoff,
                                                limit=PRUNE_BATCH):
                 self._remove(conn, batch, owner=None)
