@@ -34,7 +34,7 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     # WAL + NORMAL: a crashed process never corrupts the database or loses a commit; a power
     # cut may lose the last commits, whose folders the start-up check then adopts.
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA journal_size_limit = 67108864")
+    conn.execute("PRAGMA journal_size_limit = 4194304")   # the WAL shrinks back to 4 MB
     if read_only:
         conn.execute("PRAGMA query_only = ON")
     return conn

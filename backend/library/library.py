@@ -70,7 +70,8 @@ class Library:
         self._file_conn: sqlite3.Connection | None = None   # owns_file's, under its lock
         self._file_lock = threading.Lock()
         self._tasks: set[Awaitable[object]] = set()
-        self._prune_task: asyncio.Task[PruneReport] | None = None
+        self._prune_task: asyncio.Task[None] | None = None
+        self._prune_wanted = False
         self._opened = False
         self._closed = False
 
@@ -297,7 +298,7 @@ class Library:
     def _prune_due(self, conn: sqlite3.Connection) -> bool:
         """Cheap (two indexed lookups): called after every save."""
         max_bytes, max_age = self.config.max_bytes, self.config.effective_max_age_s
-        if max_bytes is not None and db.totals(conn).bytes + self._db_bytes() > max_bytes:
+        if max_bytes is not None and self._budget_bytes(conn) > max_bytes:
             return True
         if max_age is not None:
             oldest = db.oldest_unstarred_created(conn)
@@ -318,7 +319,7 @@ class Library:
                 by_age += len(batch)
         over_budget = False
         if self.config.max_bytes is not None:
-            excess = db.totals(conn).bytes + self._db_bytes() - self.config.max_bytes
+            excess = self._budget_bytes(conn) - self.config.max_bytes
             while excess > 0:
                 batch = db.oldest_unstarred(conn, self.data_dir, before=None, limit=PRUNE_BATCH)
                 if not batch:
@@ -340,9 +341,21 @@ class Library:
         return report
 
     def _schedule_prune(self) -> None:
+        """Prunes in the background; a save that finds it due while a prune runs makes it
+        run once more (that save's bytes may not have been counted yet)."""
+        self._prune_wanted = True
         if self._prune_task is None or self._prune_task.done():
-            self._prune_task = asyncio.get_running_loop().create_task(self.prune())
+            self._prune_task = asyncio.get_running_loop().create_task(self._prune_while_wanted())
             self._track(self._prune_task)
+
+    async def _prune_while_wanted(self) -> None:
+        while self._prune_wanted and not self._closed:
+            self._prune_wanted = False
+            try:
+                await self.prune()
+            except (LibraryError, OSError, sqlite3.Error) as exc:
+                log.warning("library retention failed: %s", exc)
+                return
 
     # -- export / import (the whole library: admin tools, not surfaces) ------------------------
     async def items_for_export(self, owner: str | None = None) -> list[LibraryItem]:
@@ -360,9 +373,15 @@ class Library:
         if not self._opened or self._closed:
             raise RuntimeError("the Library is not open (call await library.open())")
 
-    def _db_bytes(self) -> int:
+    def _budget_bytes(self, conn: sqlite3.Connection) -> int:
+        """What retention holds under STUDIO_LIBRARY_MAX_GB: the files and the database file.
+        Not the WAL: it is transient (reset at each checkpoint, ~4 MB at most here), and
+        chasing it would prune pictures for a log that shrinks by itself."""
+        return db.totals(conn).bytes + self._db_bytes(("",))
+
+    def _db_bytes(self, suffixes: tuple[str, ...] = ("", "-wal", "-shm")) -> int:
         total = 0
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in suffixes:
             with contextlib.suppress(OSError):     # -wal/-shm exist only while open
                 total += os.stat(f"{self.db_path}{suffix}").st_size
         return total

@@ -48,13 +48,16 @@ def new_item(
     params: Mapping[str, JsonScalar] | None = None,
     inputs: tuple[InputFile, ...] = (),
     mask: bool = False,
+    noisy: bool = False,
 ) -> NewItem:
     values: dict[str, JsonScalar] = {"mode": mode, "prompt": prompt, "seed": 7, "steps": 20,
                                      "cfg": 2.5}
     values.update(params or {})
     extras = {"mask": Image.new("L", size, 255)} if mask else {}
     return NewItem(
-        owner=owner, surface=surface, mode=mode, image=Image.new("RGB", size, "orange"),
+        owner=owner, surface=surface, mode=mode,
+        image=(Image.effect_noise(size, 60).convert("RGB") if noisy      # ~3 bytes a pixel
+               else Image.new("RGB", size, "orange")),
         params=values, workflow={"3": {"class_type": "KSampler", "inputs": {"seed": 7}}},
         inputs=inputs, extras=extras, timings={"total_s": 1.25}, parent_id=parent_id,
         notes=("scaled to 1 MP",),

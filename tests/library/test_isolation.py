@@ -4,6 +4,7 @@ lineage, or matched by owns_file, whatever the caller passes."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from backend.library import InputFile, ItemQuery, Library
 from tests.library.conftest import new_item
@@ -47,7 +48,8 @@ async def test_owns_file_only_for_the_owners_own_files(library: Library) -> None
     assert library.owns_file("alice", "/etc/passwd") is None
 
 
-async def test_owns_file_follows_symlinks_to_their_target(library: Library, tmp_path) -> None:  # noqa: ANN001
+async def test_owns_file_follows_symlinks_to_their_target(library: Library,
+                                                         tmp_path: Path) -> None:
     mine = await library.save(new_item("alice"))
     link = tmp_path / "link.png"
     os.symlink(mine.result, link)
