@@ -219,6 +219,8 @@ def item_from_json(data: object, base: Path) -> LibraryItem:
     item_id = str(get("id", str))
     if not ID_PATTERN.match(item_id):
         raise ValueError(f"manifest field 'id' is not a library id: {item_id!r}")
+    if not d.get("owner"):
+        raise ValueError("manifest field 'owner' is empty")
     surface = str(get("surface", str))
     if surface not in SURFACES:
         raise ValueError(f"manifest field 'surface' is unknown: {surface!r}")

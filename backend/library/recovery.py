@@ -58,21 +58,31 @@ def recover(conn: sqlite3.Connection, data_dir: Path) -> Recovery:
         files.remove_tree(trash)
         finished.append(item_id)
 
-    claimed: set[Path] = set()
+    claimed: set[str] = set()
     set_aside: list[Path] = []
     rows_removed: list[str] = []
     thumbs: list[str] = []
     missing: list[str] = []
-    for item in db.all_items(conn, data_dir):
-        folder = item.result.parent
+    # Raw columns, not LibraryItems: building 10,000 items costs a second; few need repair.
+    rows = conn.execute(
+        "SELECT id, result_path, thumb_path, inputs, extras FROM items").fetchall()
+    for item_id, result_path, thumb_path, inputs, extras in rows:
+        folder, _, result_name = str(result_path).rpartition("/")
         names = scan.folders.get(folder)
         claimed.add(folder)
-        if names is None or item.result.name not in names:
-            log.warning("item %s lost its PNG %s: row removed", item.id, item.result)
-            db.delete_rows(conn, [item.id], owner=None)
-            rows_removed.append(item.id)
+        if names is None or result_name not in names:
+            log.warning("item %s lost its PNG %s: row removed", item_id, result_path)
+            db.delete_rows(conn, [item_id], owner=None)
+            rows_removed.append(item_id)
             if names is not None:
-                set_aside.append(files.set_aside(data_dir, folder))
+                set_aside.append(files.set_aside(data_dir, data_dir / folder))
+            continue
+        wanted = [p for _, p in json.loads(inputs)] + list(json.loads(extras).values())
+        if str(thumb_path).rpartition("/")[2] in names and all(
+                p.rpartition("/")[2] in names for p in wanted):
+            continue
+        item = db.any_item(conn, data_dir, item_id)
+        if item is None:
             continue
         if item.thumb.name not in names and _rebuild_thumb(item):
             thumbs.append(item.id)
@@ -81,28 +91,32 @@ def recover(conn: sqlite3.Connection, data_dir: Path) -> Recovery:
         if len(kept_inputs) != len(item.inputs) or len(kept_extras) != len(item.extras):
             log.warning("item %s lost an input or extra file: dropped from its row", item.id)
             kept = replace(item, inputs=kept_inputs, extras=kept_extras,
-                           size_bytes=files.folder_bytes(folder) - _size(folder / MANIFEST_NAME))
+                           size_bytes=sum(p.stat().st_size for p in (
+                               item.result, item.thumb, *(i.path for i in kept_inputs),
+                               *kept_extras.values()) if p.exists()))
             db.update_files(conn, kept, data_dir)
             missing.append(item.id)
 
     adopted: list[str] = []
-    orphans = [(folder, names) for folder, names in scan.folders.items() if folder not in claimed]
     candidates: list[tuple[LibraryItem, Path]] = []
-    for folder, names in orphans:
-        orphan = _readable_orphan(folder, names)
-        if orphan is None:
-            set_aside.append(files.set_aside(data_dir, folder))
-        else:
-            candidates.append((orphan, folder))
-    for item, folder in sorted(candidates, key=lambda c: c[0].created):   # parents first
-        try:
-            db.insert_item(conn, item, data_dir)
-        except (db.IdTaken, sqlite3.IntegrityError) as exc:
-            log.warning("orphan folder %s not adopted: %s", folder, exc)
-            set_aside.append(files.set_aside(data_dir, folder))
+    for relative, names in scan.folders.items():
+        if relative in claimed:
             continue
-        log.info("adopted item %s (saved just before a crash)", item.id)
-        adopted.append(item.id)
+        orphan_dir = data_dir / relative
+        orphan = _readable_orphan(orphan_dir, names)
+        if orphan is None:
+            set_aside.append(files.set_aside(data_dir, orphan_dir))
+        else:
+            candidates.append((orphan, orphan_dir))
+    for orphan, orphan_dir in sorted(candidates, key=lambda c: c[0].created):  # parents first
+        try:
+            db.insert_item(conn, orphan, data_dir)
+        except (db.IdTaken, sqlite3.IntegrityError) as exc:
+            log.warning("orphan folder %s not adopted: %s", orphan_dir, exc)
+            set_aside.append(files.set_aside(data_dir, orphan_dir))
+            continue
+        log.info("adopted item %s (saved just before a crash)", orphan.id)
+        adopted.append(orphan.id)
     return Recovery(tuple(adopted), len(scan.stale_partial), tuple(finished),
                     tuple(set_aside), tuple(rows_removed), tuple(thumbs), tuple(missing))
 
@@ -133,10 +147,3 @@ def _rebuild_thumb(item: LibraryItem) -> bool:
         log.warning("thumbnail of %s not rebuilt: %s", item.id, exc)
         return False
     return True
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
