@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -90,22 +91,19 @@ class Library:
                 + files.failure_reason(exc, self.data_dir), repr(exc)) from exc
         self._opened = True
         pruned = await self.prune()
-        report = StartupReport(
-            data_dir=report.data_dir, schema_version=report.schema_version,
-            migrated_from=report.migrated_from, items=report.items - len(pruned.removed),
-            integrity=report.integrity, adopted=report.adopted,
-            partial_removed=report.partial_removed, deletes_finished=report.deletes_finished,
-            set_aside=report.set_aside, rows_removed=report.rows_removed,
-            thumbs_rebuilt=report.thumbs_rebuilt, files_missing=report.files_missing,
-            pruned=pruned, seconds=time.monotonic() - started)
+        report = replace(report, items=report.items - len(pruned.removed), pruned=pruned,
+                         seconds=time.monotonic() - started)
         for line in report.lines():
             (log.info if report.clean else log.warning)("%s", line)
         return report
 
     def _open_sync(self, conn: sqlite3.Connection) -> StartupReport:
-        # `conn` was opened by _write before the folder existed: created just below.
+        # _conn() created the data folder and the database file for this connection.
         if not self.config.persistent:
             _sweep_old_scratch(self.data_dir)
+        if not (self.data_dir / files.ITEMS_DIR).is_dir():
+            (self.data_dir / files.ITEMS_DIR).mkdir()
+            files.fsync_dir(self.data_dir)
         version_from, version = schema.migrate(conn)
         integrity = db.quick_check(conn)
         if integrity != "ok":
