@@ -30,12 +30,17 @@ class ComfyError(Exception):
 
 
 class ComfyUnreachable(ComfyError):
-    def __init__(self, url: str, reason: str = "connection refused", detail: str = "") -> None:
+    """`refused`: the server actively refused or reset the connection (nothing listens: it
+    is down), as opposed to not answering in time (it may just be busy)."""
+
+    def __init__(self, url: str, reason: str = "connection refused", detail: str = "",
+                 *, refused: bool = False) -> None:
         super().__init__(
             f"ComfyUI at {url} is not reachable — is it running? ({reason})", detail or reason
         )
         self.url = url
         self.reason = reason
+        self.refused = refused
 
 
 class ComfyServerError(ComfyError):
