@@ -31,7 +31,11 @@ def create_app(settings: Settings):
 
     @asynccontextmanager
     async def lifespan(_app):
+        from backend.comfy.orphans import start_orphan_sweep
+
+        sweep = start_orphan_sweep(ctx.client, ctx.client.studio_id)  # a killed studio's prompts
         yield
+        sweep.cancel()
         await ctx.aclose()
 
     app = FastAPI(title="Banana Studio", lifespan=lifespan, docs_url=None, redoc_url=None)
