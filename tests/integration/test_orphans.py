@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from backend.comfy import (
     start_orphan_sweep,
 )
 from backend.comfy.types import STUDIO_MARK
+from backend.identity import data_dir_from_env, load_or_create_studio_id
 from tests.fake_comfy import FakeComfy
 from tests.integration.test_client_faults import sampler_graph
 
@@ -149,3 +151,33 @@ async def test_the_sweep_waits_for_a_comfyui_that_is_down_at_start(fake_comfy: F
         async with asyncio.timeout(HANG_GUARD_S):
             report = await sweep
     assert report.checked and report.removed == 0
+
+
+# --- the studio id ------------------------------------------------------------------------
+
+
+def test_the_studio_id_is_created_once_and_kept(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = load_or_create_studio_id(data)
+    assert (data / "studio-id").read_text().strip() == first
+    assert load_or_create_studio_id(data) == first          # survives a restart
+    assert load_or_create_studio_id(tmp_path / "elsewhere") != first
+
+
+def test_an_unwritable_data_dir_falls_back_to_a_stable_derived_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    unwritable = blocker / "data"        # a folder cannot be made inside a file (even as root)
+    with caplog.at_level(logging.WARNING, logger="backend.identity"):
+        first = load_or_create_studio_id(unwritable, workflows_dir=tmp_path / "workflows")
+    again = load_or_create_studio_id(unwritable, workflows_dir=tmp_path / "workflows")
+    assert first == again and first.startswith("host-")
+    assert first in caplog.text
+    assert load_or_create_studio_id(unwritable, workflows_dir=tmp_path / "other") != first
+
+
+def test_the_data_dir_comes_from_the_environment() -> None:
+    assert data_dir_from_env({"STUDIO_DATA_DIR": "/srv/studio"}) == Path("/srv/studio")
+    assert data_dir_from_env({}) == Path("data")
