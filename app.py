@@ -23,6 +23,7 @@ def create_app(settings: Settings):
     import gradio as gr
     from fastapi import FastAPI
 
+    from backend.api.body_limits import BodyLimitMiddleware, route_limits
     from backend.context import build_context
     from backend.http_api import build_api_router
     from ui.app import build_ui, launch_options
@@ -39,6 +40,7 @@ def create_app(settings: Settings):
         await ctx.aclose()
 
     app = FastAPI(title="Banana Studio", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimitMiddleware, limits=route_limits(settings))  # every route
     app.state.studio_context = ctx
     app.include_router(build_api_router(ctx))
     return gr.mount_gradio_app(
