@@ -27,6 +27,7 @@ from backend.comfy.errors import (
     ComfyTimeout,
     ComfyUnreachable,
 )
+from backend.comfy.jsonish import as_list, as_mapping
 from backend.comfy.messages import (
     Executed,
     Executing,
@@ -118,7 +119,7 @@ class ComfyClient:
             ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s,
         )
         self._hub.add_listener(self._on_socket_change)
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._restart_checks: set[asyncio.Task[None]] = set()
         self._server_generation = 0
         # A prompt of ours ComfyUI had finished (in its history), and the server generation
@@ -549,21 +550,20 @@ class ComfyClient:
 
 
 def _result_from_history(prompt_id: str, entry: Mapping[str, Any]) -> PromptDone | None:
-    status = entry.get("status") if isinstance(entry.get("status"), Mapping) else {}
-    messages = status.get("messages") if isinstance(status.get("messages"), list) else []
+    status = as_mapping(entry.get("status"))
     cached: tuple[str, ...] = ()
-    for message in messages:
+    for message in as_list(status.get("messages")):
         if not (isinstance(message, list | tuple) and len(message) == 2):
             continue
-        kind, data = message
-        data = data if isinstance(data, Mapping) else {}
+        kind, raw_data = message
+        data = as_mapping(raw_data)
         if kind == "execution_error":
             raise ComfyExecutionFailed.from_data({"prompt_id": prompt_id, **data})
         if kind == "execution_interrupted":
             raise ComfyInterrupted(prompt_id, data.get("node_id"), data.get("node_type"))
         if kind == "execution_cached" and isinstance(data.get("nodes"), list):
             cached = tuple(str(n) for n in data["nodes"])
-    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), Mapping) else {}
+    outputs = as_mapping(entry.get("outputs"))
     if status.get("completed") is True or status.get("status_str") == "success" or not status:
         return PromptDone(
             prompt_id, {str(k): dict(v) for k, v in outputs.items() if isinstance(v, Mapping)},

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.comfy.jsonish import as_list, as_mapping
+
 
 @dataclass(frozen=True)
 class ImageRef:
@@ -153,7 +155,7 @@ class SystemStats:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> SystemStats:
-        system = body.get("system") if isinstance(body.get("system"), Mapping) else {}
+        system = as_mapping(body.get("system"))
         devices = [
             Device(
                 name=str(d.get("name", "")),
@@ -163,7 +165,7 @@ class SystemStats:
                 torch_vram_total=_int_or_none(d.get("torch_vram_total")),
                 torch_vram_free=_int_or_none(d.get("torch_vram_free")),
             )
-            for d in body.get("devices") or []
+            for d in as_list(body.get("devices"))
             if isinstance(d, Mapping)
         ]
         version = system.get("comfyui_version")
