@@ -5,6 +5,7 @@ Issue 9 item 7."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from backend.comfy import (
     remove_orphans,
     start_orphan_sweep,
 )
-from backend.comfy.types import STUDIO_MARK
+from backend.comfy.types import STUDIO_MARK, QueueItem, QueueSnapshot
 from backend.identity import data_dir_from_env, load_or_create_studio_id
 from tests.fake_comfy import FakeComfy
 from tests.integration.test_client_faults import sampler_graph
@@ -181,3 +182,18 @@ def test_an_unwritable_data_dir_falls_back_to_a_stable_derived_id(
 def test_the_data_dir_comes_from_the_environment() -> None:
     assert data_dir_from_env({"STUDIO_DATA_DIR": "/srv/studio"}) == Path("/srv/studio")
     assert data_dir_from_env({}) == Path("data")
+
+
+def test_recorded_queue_items_parse_without_a_mark_and_marked_ones_with_it(
+    fixtures_dir: Path,
+) -> None:
+    # ComfyUI 0.3.64's /queue items: [number, prompt_id, prompt, extra_data, outputs]
+    trace = json.loads((fixtures_dir / "trace_queue_interrupt.json").read_text())
+    snapshot = QueueSnapshot.from_body(trace["busy_one_running_two_pending"]["body"])
+    assert snapshot.running and snapshot.pending
+    assert all(i.studio_id is None and i.client_id for i in snapshot.running + snapshot.pending)
+    raw = trace["busy_one_running_two_pending"]["body"]["queue_running"][0]
+    marked = [*raw[:3], {**raw[3], STUDIO_MARK: {"studio": "s", "session": "x"}}, raw[4]]
+    item = QueueItem.from_list(marked)
+    assert item is not None and (item.studio_id, item.studio_session) == ("s", "x")
+    assert QueueItem.from_list([*raw[:3], {STUDIO_MARK: "junk"}, raw[4]]) is not None
