@@ -130,7 +130,7 @@ class ComfyClient:
 
     @property
     def connected(self) -> bool:
-        """The shared websocket is up."""
+        """This client's websocket is up (open and greeted by ComfyUI)."""
         return self._hub.connected
 
     @property
@@ -184,7 +184,7 @@ class ComfyClient:
         return await self._hub.wait_connected(within_s)
 
     def open_socket(self) -> None:
-        """Start the shared websocket now (otherwise the first execute() does)."""
+        """Start this client's websocket now (otherwise the first execute() does)."""
         self._hub.start()
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
