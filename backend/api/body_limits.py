@@ -4,15 +4,20 @@ A pure ASGI middleware around the whole app (our routes and Gradio's). A declare
 `Content-Length` over the route's limit is answered 413 before a byte of the body is read.
 Otherwise (chunked bodies included) the bytes are counted as the `http.request` messages
 arrive; at the limit the app's receive raises, whatever the app answers is dropped, and the
-client gets the 413 instead. The rest of the body is never read: the 413 says
-`Connection: close`, so the server drops the connection instead of draining it. The app
-never holds more than the limit (plus one chunk), so nothing large reaches memory or disk.
+client gets the 413 instead. The app never holds more than the limit (plus one chunk), so
+nothing large reaches memory or disk.
+
+The rest of the body is not read: the 413 says `Connection: close`. Only a short linger
+(at most LINGER_S and LINGER_BYTES, discarded as they arrive) sits between the answer and the
+close, because closing a socket with unread data in it sends a reset, and a reset can wipe the
+413 out of a client's buffer before the client reads it (what nginx's lingering close is for).
 
 Sizes are in MiB and written "MB", as README's settings table does ("25 MB" = 25 × 1024²).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +42,8 @@ EDIT_MASKS = 1                       # …and a mask
 CHAT_IMAGES = 3                      # /v1/chat/completions: up to 3 images, base64 in JSON
 GRADIO_FILES = 4                     # files in one Gradio upload (an editor's layers, say)
 DEFAULT_BYTES = 64 * KIB             # any other route (a login form, a GET)
+LINGER_S = 1.0                       # after a 413: discard what still arrives this long…
+LINGER_BYTES = 8 * MIB               # …or this much, whichever comes first, then close
 
 
 class UploadLimit(Protocol):
@@ -101,7 +108,9 @@ class BodyLimitMiddleware:
         limit = self.limit_for(str(scope.get("path", "")))
         declared = _content_length(scope)
         if declared is not None and declared > limit.max_bytes:
-            await _refuse(limit, scope, receive, send)      # not one byte of it read
+            # Not one byte of it read. A client waiting for "100 Continue" sends nothing
+            # unless asked, so it needs no linger (and asking would invite the body).
+            await _refuse(limit, receive, send, linger=not _expects_continue(scope))
             return
         guard = _Guard(limit.max_bytes, receive, send)
         try:
@@ -111,7 +120,7 @@ class BodyLimitMiddleware:
                 raise
             # the app failed on its cut-off body (BodyTooLarge or what it made of it)
         if guard.exceeded and not guard.started:
-            await _refuse(limit, scope, receive, send)
+            await _refuse(limit, receive, send, linger=True)
 
 
 class _Guard:
@@ -154,14 +163,42 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(limit: RouteLimit, scope: Scope, receive: Receive, send: Send) -> None:
+def _expects_continue(scope: Scope) -> bool:
+    return any(name == b"expect" and value.lower() == b"100-continue"
+               for name, value in scope.get("headers", ()))
+
+
+async def _refuse(limit: RouteLimit, receive: Receive, send: Send, *, linger: bool) -> None:
     message = (f"The request body is over {describe_size(limit.max_bytes)}, the limit for "
                "this address; send less (smaller or fewer files).")
-    # close: the server then drops the connection instead of reading the rest to reuse it
+    # close: the server drops the connection after this answer instead of reading the rest
     headers = {"connection": "close"}
     response = (
         error_response(413, message, code="request_too_large", headers=headers)
         if limit.openai
         else JSONResponse({"detail": message}, status_code=413, headers=headers)
     )
-    await response(scope, receive, send)
+    await send({"type": "http.response.start", "status": 413,
+                "headers": response.raw_headers})
+    # The whole answer goes out now; the response stays open only while we linger.
+    await send({"type": "http.response.body", "body": response.body, "more_body": linger})
+    if linger:
+        await _discard_briefly(receive)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _discard_briefly(receive: Receive) -> None:
+    """Read and drop what the client still sends, until it stops or hangs up, or the linger
+    budget is spent: time for it to see the 413 before the connection is closed."""
+    drained = 0
+    try:
+        async with asyncio.timeout(LINGER_S):
+            while drained < LINGER_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return                  # the client hung up
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        pass
