@@ -23,6 +23,7 @@ def create_app(settings: Settings):
     import gradio as gr
     from fastapi import FastAPI
 
+    from backend.api.body_limits import BodyLimitMiddleware, route_limits
     from backend.context import build_context
     from backend.http_api import build_api_router
     from ui.app import build_ui, launch_options
@@ -31,10 +32,15 @@ def create_app(settings: Settings):
 
     @asynccontextmanager
     async def lifespan(_app):
+        from backend.comfy.orphans import start_orphan_sweep
+
+        sweep = start_orphan_sweep(ctx.client, ctx.client.studio_id)  # a killed studio's prompts
         yield
+        sweep.cancel()
         await ctx.aclose()
 
     app = FastAPI(title="Banana Studio", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimitMiddleware, limits=route_limits(settings))  # every route
     app.state.studio_context = ctx
     app.include_router(build_api_router(ctx))
     return gr.mount_gradio_app(

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from backend.comfy import ComfyClient
+from backend.identity import data_dir_from_env, load_or_create_studio_id
 from backend.jobs import Studio
 from backend.monitor import Monitor
 from backend.settings import Settings
@@ -29,7 +30,8 @@ class StudioContext:
 
 def build_context(settings: Settings) -> StudioContext:
     """Nothing here touches the network: the studio starts fine while ComfyUI is down."""
-    client = ComfyClient(settings.comfy_url)
+    studio_id = load_or_create_studio_id(data_dir_from_env(), workflows_dir=settings.workflows_dir)
+    client = ComfyClient(settings.comfy_url, studio_id=studio_id)  # marks prompts as ours
     library = TemplateLibrary(settings.workflows_dir)
     studio = Studio(client, settings, library)
     monitor = Monitor(client, settings, library, studio)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from backend.api.body_limits import describe_size
 from backend.api.errors import ApiError
 from backend.api.schemas import (
     DEFAULT_EDIT_MODEL,
@@ -72,8 +73,8 @@ async def read_form(request: Any, settings: Settings) -> EditForm:
                     raise ApiError(
                         413,
                         f"The file '{getattr(value, 'filename', key)}' is "
-                        f"{len(data) / 1e6:.1f} MB; the limit is "
-                        f"{settings.max_upload_bytes / 1e6:.0f} MB.",
+                        f"{describe_size(len(data))}; the limit is "
+                        f"{describe_size(settings.max_upload_bytes)}.",
                         param=key,
                         code="file_too_large",
                     )

@@ -1,5 +1,5 @@
-"""The ComfyUI protocol: REST routes, the shared websocket, message types and errors.
-Knows nothing about studio modes."""
+"""The ComfyUI protocol: REST routes, each client's websocket, message types and errors.
+Knows nothing about studio modes. One ComfyClient per ComfyUI server; nothing is global."""
 
 from backend.comfy.client import ComfyClient
 from backend.comfy.errors import (
@@ -32,6 +32,12 @@ from backend.comfy.messages import (
     UnknownMessage,
     parse_binary_message,
     parse_text_message,
+)
+from backend.comfy.orphans import (
+    OrphanReport,
+    remove_orphans,
+    remove_orphans_when_online,
+    start_orphan_sweep,
 )
 from backend.comfy.types import (
     Device,
@@ -69,6 +75,7 @@ __all__ = [
     "Message",
     "NodeProblem",
     "NodeProgress",
+    "OrphanReport",
     "PreviewImage",
     "ProgressMessage",
     "ProgressState",
@@ -83,4 +90,7 @@ __all__ = [
     "UnknownMessage",
     "parse_binary_message",
     "parse_text_message",
+    "remove_orphans",
+    "remove_orphans_when_online",
+    "start_orphan_sweep",
 ]

@@ -1,6 +1,6 @@
 """The async ComfyUI client: every REST route the studio uses, and execute() — submit a graph
-and follow it to its result over the shared websocket, recovering from /history when the
-socket drops or stalls."""
+and follow it to its result over the client's websocket, recovering from /history when the
+socket drops or stalls, and giving up within seconds when ComfyUI itself is gone."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from backend.comfy.errors import (
     ComfyTimeout,
     ComfyUnreachable,
 )
+from backend.comfy.jsonish import as_list, as_mapping
 from backend.comfy.messages import (
     Executed,
     Executing,
@@ -35,8 +36,10 @@ from backend.comfy.messages import (
     ExecutionInterrupted,
     ExecutionSuccess,
     Message,
+    StatusMessage,
 )
 from backend.comfy.types import (
+    STUDIO_MARK,
     ImageRef,
     PromptDone,
     PromptQueued,
@@ -44,19 +47,41 @@ from backend.comfy.types import (
     Submitted,
     SystemStats,
 )
-from backend.comfy.websocket import ConnectionChanged, Listener, SocketHub, ws_url_for
+from backend.comfy.websocket import (
+    PING_INTERVAL_S,
+    PING_TIMEOUT_S,
+    ConnectionChanged,
+    Listener,
+    SocketHub,
+    ws_url_for,
+)
 
 log = logging.getLogger(__name__)
 
 _EMPTY = object()   # marks "200 with an empty body" answers
+# With the socket down (or just replaced) a job asks /history this soon, then backs off to
+# down_poll_s: a short job is not held up by the poll interval.
+FIRST_DOWN_POLL_S = 0.1
+# Transport failures that mean nothing listens at the address (down), not "slow to answer".
+_REFUSED = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
 class ComfyClient:
-    """One per process. REST over httpx, prompt messages over one shared websocket.
+    """One per ComfyUI server (nothing here is process-wide: several clients for several
+    servers each have their own HTTP pool, websocket and listeners). REST over httpx, prompt
+    messages over the client's websocket.
 
     `stall_poll_s`: with the socket up but silent for this long, ask /history + /queue.
-    `down_poll_s`: while the socket is down, ask that often (a restart loses the queue).
-    `unreachable_after_s`: give up on a job when ComfyUI cannot be reached for this long.
+    `down_poll_s`: while the socket is down, ask at most this far apart (the first asks come
+    sooner: FIRST_DOWN_POLL_S, doubling); a restart loses the queue.
+    `dead_after_s`: with the socket down, ComfyUI refusing (or resetting) connections for this
+    long ends a job with ComfyUnreachable — it was killed, not slow.
+    `unreachable_after_s`: give up on a job when ComfyUI cannot be reached for this long
+    (timeouts, 5xx: a server that may still be working).
+    `ping_interval_s`, `ping_timeout_s`: the socket is pinged that often; no pong (or no
+    greeting on a new socket) within the timeout → it is stale and replaced.
+    `studio_id`: marks every prompt as this studio's (`extra_data["banana_studio"]`), so a
+    restarted studio can remove what a killed one left (backend/comfy/orphans.py).
     """
 
     def __init__(
@@ -69,25 +94,43 @@ class ComfyClient:
         down_poll_s: float = 1.0,
         unreachable_after_s: float = 60.0,
         socket_wait_s: float = 5.0,
+        dead_after_s: float = 2.0,
+        ping_interval_s: float = PING_INTERVAL_S,
+        ping_timeout_s: float = PING_TIMEOUT_S,
+        studio_id: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id or uuid.uuid4().hex
+        self.studio_id = studio_id
+        # This client instance: a prompt marked with our studio id but another session was
+        # left by an earlier process (or another client) of the same studio.
+        self.session_id = uuid.uuid4().hex
         self.stall_poll_s = stall_poll_s
         self.down_poll_s = down_poll_s
+        self.dead_after_s = dead_after_s
         self.unreachable_after_s = unreachable_after_s
         self.socket_wait_s = socket_wait_s
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=http_timeout, transport=transport
         )
-        self._hub = SocketHub(ws_url_for(self.base_url, self.client_id))
-        self._background: set[asyncio.Task[Any]] = set()
+        self._hub = SocketHub(
+            ws_url_for(self.base_url, self.client_id),
+            ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s,
+        )
+        self._hub.add_listener(self._on_socket_change)
+        self._background: set[asyncio.Task[None]] = set()
+        self._restart_checks: set[asyncio.Task[None]] = set()
+        self._server_generation = 0
+        # A prompt of ours ComfyUI had finished (in its history), and the server generation
+        # then: after a reconnect, its absence from /history means ComfyUI restarted.
+        self._anchor: tuple[str, int] | None = None
 
     # ---- lifecycle, socket state ----------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        """The shared websocket is up."""
+        """This client's websocket is up (open and greeted by ComfyUI)."""
         return self._hub.connected
 
     @property
@@ -101,8 +144,47 @@ class ComfyClient:
         """Prompts an execute() is following right now."""
         return self._hub.watched
 
+    @property
+    def epoch(self) -> int:
+        """How many times the websocket came up (1 after the first connect); it grows on
+        every reconnect. What the studio saw before a bump may be stale."""
+        return self._hub.epoch
+
+    @property
+    def server_generation(self) -> int:
+        """Grows each time the client learns that ComfyUI restarted (a prompt of ours vanished
+        from its queue and history, or a finished one from its history after a reconnect):
+        whatever the studio believed loaded in ComfyUI is gone. Clearing ComfyUI's history by
+        hand reads as a restart too (harmless: the studio just forgets)."""
+        return self._server_generation
+
+    @property
+    def stale_sockets_replaced(self) -> int:
+        """Sockets dropped and replaced because they stayed silent (no greeting or pong)."""
+        return self._hub.stale_replaced
+
+    @property
+    def ping_interval_s(self) -> float:
+        return self._hub.ping_interval_s
+
+    @ping_interval_s.setter
+    def ping_interval_s(self, value: float) -> None:
+        self._hub.ping_interval_s = value
+
+    @property
+    def ping_timeout_s(self) -> float:
+        return self._hub.ping_timeout_s
+
+    @ping_timeout_s.setter
+    def ping_timeout_s(self, value: float) -> None:
+        self._hub.ping_timeout_s = value
+
+    async def wait_connected(self, within_s: float) -> bool:
+        """Wait up to `within_s` for the websocket to be up (it does not open it)."""
+        return await self._hub.wait_connected(within_s)
+
     def open_socket(self) -> None:
-        """Start the shared websocket now (otherwise the first execute() does)."""
+        """Start this client's websocket now (otherwise the first execute() does)."""
         self._hub.start()
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
@@ -116,7 +198,11 @@ class ComfyClient:
         return remove
 
     async def aclose(self) -> None:
+        for check in list(self._restart_checks):
+            check.cancel()
         await self._hub.aclose()
+        if self._restart_checks:
+            await asyncio.gather(*self._restart_checks, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self._http.aclose()
@@ -137,14 +223,15 @@ class ComfyClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
-            raise ComfyUnreachable(self.base_url, "connection refused", str(exc)) from exc
+            raise ComfyUnreachable(self.base_url, "connection refused", str(exc),
+                                   refused=True) from exc
         except httpx.TimeoutException as exc:
             reason = "no connection" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
             raise ComfyUnreachable(self.base_url, f"{reason} within the time limit",
                                    f"{method} {path}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise ComfyUnreachable(self.base_url, f"connection failed: {type(exc).__name__}",
-                                   str(exc)) from exc
+                                   str(exc), refused=isinstance(exc, _REFUSED)) from exc
         if response.status_code == 400 and path == "/prompt":
             body = _json_or(response, None)
             if isinstance(body, Mapping) and ("error" in body or "node_errors" in body):
@@ -174,11 +261,14 @@ class ComfyClient:
         """POST /prompt. 400 → ComfyRejected; 200 with node_errors (only some outputs would
         run) → the prompt is cancelled and ComfyRejected raised."""
         prompt_id = prompt_id or str(uuid.uuid4())
+        extra: dict[str, Any] = {**(extra_data or {}), "client_id": self.client_id}
+        if self.studio_id is not None:
+            extra[STUDIO_MARK] = {"studio": self.studio_id, "session": self.session_id}
         payload: dict[str, Any] = {
             "prompt": dict(graph),
             "client_id": self.client_id,
             "prompt_id": prompt_id,
-            "extra_data": {**(extra_data or {}), "client_id": self.client_id},
+            "extra_data": extra,
         }
         if front:
             payload["front"] = True
@@ -212,7 +302,9 @@ class ComfyClient:
 
     async def view(self, ref: ImageRef) -> bytes:
         params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
-        return await self._request("GET", "/view", params=params, expect="bytes")
+        data = await self._request("GET", "/view", params=params, expect="bytes")
+        assert isinstance(data, bytes)
+        return data
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry of one prompt; None while it waits/runs or when unknown."""
@@ -267,6 +359,8 @@ class ComfyClient:
         try:
             async with asyncio.timeout(5.0):
                 await self.cancel(prompt_id)
+        except ComfyUnreachable as exc:     # gone: nothing left to cancel there for now
+            log.info("could not cancel prompt %s: %s", prompt_id, exc)
         except (ComfyError, TimeoutError) as exc:
             log.warning("could not cancel prompt %s: %s", prompt_id, exc)
 
@@ -305,6 +399,7 @@ class ComfyClient:
                 queued = not _never_sent(exc)
                 raise
             queued = True
+            generation = self._server_generation
             position = 0
             with contextlib.suppress(ComfyError):
                 position = (await self.queue()).position(prompt_id) or 0
@@ -312,14 +407,21 @@ class ComfyClient:
             outputs: dict[str, dict[str, Any]] = {}
             cached: tuple[str, ...] = ()
             socket_up = self._hub.connected
+            down_wait = FIRST_DOWN_POLL_S
             unreachable_since: float | None = None
+            refused_since: float | None = None    # socket down and connections refused
             settled: PromptDone | None = None   # history says done; queued messages go first
             while True:
                 if settled is not None and watcher.empty():
                     finished = True
+                    self._anchor = (prompt_id, generation)
                     yield settled
                     return
-                wait = self.stall_poll_s if socket_up else self.down_poll_s
+                if socket_up:
+                    wait = self.stall_poll_s
+                else:
+                    wait = min(down_wait, self.down_poll_s)
+                    down_wait = wait * 2
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
@@ -331,8 +433,8 @@ class ComfyClient:
                     item = None
                 check = item is None
                 if isinstance(item, ConnectionChanged):
-                    socket_up = item.connected
-                    check = item.connected   # back up: what happened while we were away?
+                    # Up again: what happened while we were away? Down: is ComfyUI gone too?
+                    socket_up, check, down_wait = item.connected, True, FIRST_DOWN_POLL_S
                 elif isinstance(item, Executed):
                     outputs[item.node] = dict(item.output)
                 elif isinstance(item, ExecutionCached):
@@ -352,28 +454,77 @@ class ComfyClient:
                     yield item
                     if isinstance(item, ExecutionSuccess):
                         finished = True
+                        self._anchor = (prompt_id, generation)
                         yield PromptDone(prompt_id, outputs, cached, recovered=False)
                         return
                 if not check:
                     continue
                 try:
                     done = await self._check_server(prompt_id)
-                    unreachable_since = None
+                    unreachable_since = refused_since = None
                 except (ComfyUnreachable, ComfyServerError) as exc:
                     now = time.monotonic()
                     unreachable_since = unreachable_since or now
+                    if not socket_up and isinstance(exc, ComfyUnreachable) and exc.refused:
+                        # The socket dropped and nothing listens any more: ComfyUI was
+                        # killed. Twice over dead_after_s, so a quick restart is still
+                        # told apart (it answers: the prompt is lost).
+                        refused_since = refused_since or now
+                        if now - refused_since >= self.dead_after_s:
+                            raise
+                    else:
+                        refused_since = None
                     if now - unreachable_since >= self.unreachable_after_s:
                         raise
                     log.info("prompt %s: cannot check ComfyUI yet (%s)", prompt_id, exc)
                     continue
-                except (ComfyExecutionFailed, ComfyInterrupted, ComfyPromptLost):
+                except ComfyPromptLost as exc:
+                    finished = True
+                    self._note_restart(generation, str(exc.detail))
+                    raise
+                except (ComfyExecutionFailed, ComfyInterrupted):
                     finished = True
                     raise
+                if done is not None and item is None and socket_up:
+                    # Done, and the open socket never said so: it may be stale.
+                    self._hub.probe()
                 settled = done
         finally:
             self._hub.unwatch(prompt_id)
             if queued and not finished:
                 await self._cancel_in_background(prompt_id)
+
+    # ---- restarts ----------------------------------------------------------------------------
+
+    def _note_restart(self, seen_generation: int, why: str) -> None:
+        """Count one restart, once: several jobs (and the reconnect check) may notice it."""
+        if self._server_generation != seen_generation:
+            return
+        self._server_generation += 1
+        self._anchor = None
+        log.warning("ComfyUI at %s restarted (%s); what it had loaded is gone", self.base_url,
+                    why)
+
+    def _on_socket_change(self, item: StatusMessage | ConnectionChanged) -> None:
+        if not (isinstance(item, ConnectionChanged) and item.connected and self._anchor):
+            return
+        if self._hub.epoch < 2:
+            return
+        task = asyncio.get_running_loop().create_task(self._check_restart(self._anchor))
+        self._restart_checks.add(task)
+        task.add_done_callback(self._restart_checks.discard)
+
+    async def _check_restart(self, anchor: tuple[str, int]) -> None:
+        """After a reconnect: is a prompt ComfyUI had finished still in its history?"""
+        prompt_id, generation = anchor
+        try:
+            async with asyncio.timeout(10.0):
+                entry = await self.history(prompt_id)
+        except (ComfyError, TimeoutError) as exc:
+            log.debug("restart check after reconnect failed: %s", exc)
+            return
+        if entry is None:
+            self._note_restart(generation, f"prompt {prompt_id} is no longer in its history")
 
     async def _cancel_in_background(self, prompt_id: str) -> None:
         # shielded: a cancelled job must still be cancelled in ComfyUI
@@ -399,21 +550,20 @@ class ComfyClient:
 
 
 def _result_from_history(prompt_id: str, entry: Mapping[str, Any]) -> PromptDone | None:
-    status = entry.get("status") if isinstance(entry.get("status"), Mapping) else {}
-    messages = status.get("messages") if isinstance(status.get("messages"), list) else []
+    status = as_mapping(entry.get("status"))
     cached: tuple[str, ...] = ()
-    for message in messages:
+    for message in as_list(status.get("messages")):
         if not (isinstance(message, list | tuple) and len(message) == 2):
             continue
-        kind, data = message
-        data = data if isinstance(data, Mapping) else {}
+        kind, raw_data = message
+        data = as_mapping(raw_data)
         if kind == "execution_error":
             raise ComfyExecutionFailed.from_data({"prompt_id": prompt_id, **data})
         if kind == "execution_interrupted":
             raise ComfyInterrupted(prompt_id, data.get("node_id"), data.get("node_type"))
         if kind == "execution_cached" and isinstance(data.get("nodes"), list):
             cached = tuple(str(n) for n in data["nodes"])
-    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), Mapping) else {}
+    outputs = as_mapping(entry.get("outputs"))
     if status.get("completed") is True or status.get("status_str") == "success" or not status:
         return PromptDone(
             prompt_id, {str(k): dict(v) for k, v in outputs.items() if isinstance(v, Mapping)},

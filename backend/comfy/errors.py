@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backend.comfy.jsonish import as_list, as_mapping
 from backend.comfy.packs import pack_for
 
 # File endings that make a missing "value" read as a model file in rejection messages.
@@ -30,12 +31,17 @@ class ComfyError(Exception):
 
 
 class ComfyUnreachable(ComfyError):
-    def __init__(self, url: str, reason: str = "connection refused", detail: str = "") -> None:
+    """`refused`: the server actively refused or reset the connection (nothing listens: it
+    is down), as opposed to not answering in time (it may just be busy)."""
+
+    def __init__(self, url: str, reason: str = "connection refused", detail: str = "",
+                 *, refused: bool = False) -> None:
         super().__init__(
             f"ComfyUI at {url} is not reachable — is it running? ({reason})", detail or reason
         )
         self.url = url
         self.reason = reason
+        self.refused = refused
 
 
 class ComfyServerError(ComfyError):
@@ -107,7 +113,8 @@ class NodeProblem:
 def _looks_like_model(input_name: str | None, value: Any) -> bool:
     if isinstance(value, str) and value.lower().endswith(_MODEL_SUFFIXES):
         return True
-    return bool(input_name) and input_name.endswith("_name") and input_name != "filename_prefix"
+    return input_name is not None and input_name.endswith("_name") and (
+        input_name != "filename_prefix")
 
 
 def problems_from_node_errors(node_errors: Any) -> list[NodeProblem]:
@@ -115,13 +122,13 @@ def problems_from_node_errors(node_errors: Any) -> list[NodeProblem]:
     if not isinstance(node_errors, Mapping):
         return []
     problems: list[NodeProblem] = []
-    for node_id, entry in node_errors.items():
-        entry = entry if isinstance(entry, Mapping) else {}
+    for node_id, raw_entry in node_errors.items():
+        entry = as_mapping(raw_entry)
         class_type = entry.get("class_type")
-        for err in entry.get("errors") or []:
+        for err in as_list(entry.get("errors")):
             if not isinstance(err, Mapping):
                 continue
-            extra = err.get("extra_info") if isinstance(err.get("extra_info"), Mapping) else {}
+            extra = as_mapping(err.get("extra_info"))
             config = extra.get("input_config")
             choices = None
             if isinstance(config, list) and config and isinstance(config[0], list):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.comfy.jsonish import as_mapping
 from backend.comfy.types import ImageRef, images_in
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,7 @@ def _ids(value: Any) -> tuple[str, ...]:
 
 
 def _status(d: Mapping[str, Any]) -> StatusMessage:
-    status = d.get("status") if isinstance(d.get("status"), Mapping) else {}
-    exec_info = status.get("exec_info") if isinstance(status.get("exec_info"), Mapping) else {}
+    exec_info = as_mapping(as_mapping(d.get("status")).get("exec_info"))
     return StatusMessage(_opt_int(exec_info.get("queue_remaining")), _opt_str(d.get("sid")))
 
 
@@ -182,7 +182,7 @@ def _node_progress(node_id: str, d: Any) -> NodeProgress:
 
 
 def _progress_state(d: Mapping[str, Any]) -> ProgressState:
-    nodes = d.get("nodes") if isinstance(d.get("nodes"), Mapping) else {}
+    nodes = as_mapping(d.get("nodes"))
     return ProgressState(
         _str(d.get("prompt_id")), {str(k): _node_progress(str(k), v) for k, v in nodes.items()}
     )
@@ -257,7 +257,8 @@ _FORMATS = {1: "image/jpeg", 2: "image/png"}
 def _u32(data: bytes, offset: int) -> int | None:
     if len(data) < offset + 4:
         return None
-    return struct.unpack_from(">I", data, offset)[0]
+    value: int = struct.unpack_from(">I", data, offset)[0]
+    return value
 
 
 def parse_binary_message(data: bytes) -> Message:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.comfy.jsonish import as_list, as_mapping
+
 
 @dataclass(frozen=True)
 class ImageRef:
@@ -49,12 +51,19 @@ class Submitted:
     number: int
 
 
+# The key under which the studio marks its prompts in `extra_data` (ComfyUI keeps extra_data
+# in /queue and /history items): {"studio": <studio id>, "session": <one ComfyClient's id>}.
+STUDIO_MARK = "banana_studio"
+
+
 @dataclass(frozen=True)
 class QueueItem:
     number: float          # a sort key: negative for front=True submissions
     prompt_id: str
     client_id: str | None = None
     outputs_to_execute: tuple[str, ...] = ()
+    studio_id: str | None = None        # from the studio's mark; None for others' prompts
+    studio_session: str | None = None   # the ComfyClient instance that posted it
 
     @classmethod
     def from_list(cls, item: Any) -> QueueItem | None:
@@ -65,11 +74,15 @@ class QueueItem:
         outputs = item[4] if len(item) > 4 and isinstance(item[4], list) else []
         number = item[0] if isinstance(item[0], int | float) else 0
         client_id = extra.get("client_id")
+        mark = extra.get(STUDIO_MARK)
+        mark = mark if isinstance(mark, Mapping) else {}
         return cls(
             number=number,
             prompt_id=str(item[1]),
             client_id=str(client_id) if client_id is not None else None,
             outputs_to_execute=tuple(str(o) for o in outputs),
+            studio_id=_str_or_none(mark.get("studio")),
+            studio_session=_str_or_none(mark.get("session")),
         )
 
 
@@ -125,6 +138,10 @@ class Device:
         return max(0, self.torch_vram_total - (self.torch_vram_free or 0))
 
 
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
 def _int_or_none(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -138,7 +155,7 @@ class SystemStats:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> SystemStats:
-        system = body.get("system") if isinstance(body.get("system"), Mapping) else {}
+        system = as_mapping(body.get("system"))
         devices = [
             Device(
                 name=str(d.get("name", "")),
@@ -148,7 +165,7 @@ class SystemStats:
                 torch_vram_total=_int_or_none(d.get("torch_vram_total")),
                 torch_vram_free=_int_or_none(d.get("torch_vram_free")),
             )
-            for d in body.get("devices") or []
+            for d in as_list(body.get("devices"))
             if isinstance(d, Mapping)
         ]
         version = system.get("comfyui_version")

@@ -1,8 +1,14 @@
-"""The one websocket a process keeps to ComfyUI, and the routing of its messages.
+"""The websocket a ComfyClient keeps to its ComfyUI server, and the routing of its messages.
 
 ComfyUI sends a prompt's messages only to the socket registered under the prompt's client_id,
-so every job of this process shares one socket; the hub hands each message to the watcher of
-its prompt_id. It opens on first need and reconnects with backoff for as long as it is open.
+so every job of one client shares one socket; the hub hands each message to the watcher of
+its prompt_id. Each ComfyClient (one per server) has its own hub. It opens on first need and
+reconnects with backoff for as long as it is open.
+
+A socket counts as up only once ComfyUI has greeted it (its first `status` message), and it
+is pinged every `ping_interval_s`: a socket that does not greet or answer a ping within
+`ping_timeout_s` is stale (open but silent: a hung proxy, a frozen server loop) and is
+dropped and replaced, so jobs stop waiting on it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidURI,
+    WebSocketException,
+)
 
 from backend.comfy.messages import (
     Executing,
@@ -39,6 +50,10 @@ log = logging.getLogger(__name__)
 FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
+PING_INTERVAL_S = 3.0
+PING_TIMEOUT_S = 3.0
+# A close handshake with a silent peer would wait this long; stale sockets are aborted instead.
+CLOSE_TIMEOUT_S = 1.0
 # a consumer that stops reading must not grow memory without bound: previews are lossy anyway
 _MAX_QUEUED_PREVIEWS = 64
 
@@ -80,13 +95,27 @@ class Watcher:
         return self._queue.empty()
 
 
+class _Silent(Exception):
+    """The socket opened but ComfyUI never greeted it."""
+
+
 class SocketHub:
-    def __init__(self, ws_url: str, *, open_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        *,
+        open_timeout: float = 10.0,
+        ping_interval_s: float = PING_INTERVAL_S,
+        ping_timeout_s: float = PING_TIMEOUT_S,
+    ) -> None:
         self.ws_url = ws_url
         self._open_timeout = open_timeout
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
         self._watchers: dict[str, Watcher] = {}
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[bool] | None = None
         self._ws: ClientConnection | None = None
         self._connected = False
         self._attempted = asyncio.Event()   # set once a connect attempt has finished
@@ -95,6 +124,8 @@ class SocketHub:
         self._current: str | None = None    # the prompt executing now, for type-1 previews
         self.last_status: StatusMessage | None = None
         self.last_error: str | None = None
+        self.epoch = 0               # how many times a socket came up (greeted) so far
+        self.stale_replaced = 0      # sockets dropped because they stayed silent
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -125,11 +156,12 @@ class SocketHub:
 
     async def aclose(self) -> None:
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._probe, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._probe = self._task = None
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
@@ -139,6 +171,17 @@ class SocketHub:
         """Close the current connection (the hub reconnects); for tests and diagnostics."""
         if self._ws is not None:
             await self._ws.close()
+
+    def probe(self) -> None:
+        """Check now that the socket is alive (a ping); replace it if no pong comes back in
+        time. The client calls this when /history shows a prompt done that the socket never
+        reported finished."""
+        ws = self._ws
+        if ws is None or not self._connected or (self._probe and not self._probe.done()):
+            return
+        self._probe = asyncio.get_running_loop().create_task(
+            self._check_alive(ws, "a finished prompt was never reported"), name="comfy-ws-probe"
+        )
 
     # ---- registration ----------------------------------------------------------------------
 
@@ -172,18 +215,30 @@ class SocketHub:
             try:
                 async with connect(
                     self.ws_url, open_timeout=self._open_timeout, max_size=None,
-                    compression=None,
+                    compression=None, ping_interval=None, close_timeout=CLOSE_TIMEOUT_S,
                 ) as ws:
                     self._ws = ws
                     await ws.send(json.dumps(FEATURE_FLAGS))
+                    greeting = await self._greeting(ws)
                     self.last_error = None
+                    delay = BACKOFF_START_S   # only a socket that proved alive resets it
                     self._set_connected(True)
                     self._attempted.set()
-                    delay = BACKOFF_START_S
-                    async for frame in ws:
-                        self._dispatch(frame)
+                    keepalive = asyncio.get_running_loop().create_task(
+                        self._keepalive(ws), name="comfy-ws-keepalive"
+                    )
+                    try:
+                        self._dispatch(greeting)
+                        async for frame in ws:
+                            self._dispatch(frame)
+                    finally:
+                        keepalive.cancel()
             except asyncio.CancelledError:
                 raise
+            except _Silent as exc:
+                self.stale_replaced += 1
+                self.last_error = str(exc)
+                log.info("ComfyUI websocket %s: %s", self.ws_url, exc)
             except (OSError, TimeoutError, InvalidURI, InvalidHandshake, WebSocketException) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("ComfyUI websocket %s: %s", self.ws_url, self.last_error)
@@ -196,11 +251,49 @@ class SocketHub:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
 
+    async def _greeting(self, ws: ClientConnection) -> str | bytes:
+        """ComfyUI's first message (a status) on a new socket; _Silent if none comes in time."""
+        try:
+            async with asyncio.timeout(self.ping_timeout_s):
+                return await ws.recv()
+        except TimeoutError:
+            _abort(ws)
+            raise _Silent(
+                f"opened, but no message from ComfyUI within {self.ping_timeout_s:g} s"
+            ) from None
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval_s)
+            if not await self._check_alive(ws, "no pong"):
+                return
+
+    async def _check_alive(self, ws: ClientConnection, why: str) -> bool:
+        """Ping; False (and the socket dropped, counted, reconnected) if no pong in time."""
+        try:
+            async with asyncio.timeout(self.ping_timeout_s):
+                pong = await ws.ping()
+                await pong
+            return True
+        except ConnectionClosed:
+            return False            # already going: the run loop reconnects
+        except TimeoutError:
+            pass
+        if ws is not self._ws:
+            return False
+        self.stale_replaced += 1
+        log.warning("ComfyUI websocket went silent (%s within %g s); replacing it", why,
+                    self.ping_timeout_s)
+        self._set_connected(False)   # jobs stop trusting it now, not after the close
+        _abort(ws)
+        return False
+
     def _set_connected(self, value: bool) -> None:
         if value == self._connected:
             return
         self._connected = value
         if value:
+            self.epoch += 1
             self._up.set()
         else:
             self._up.clear()
@@ -258,3 +351,8 @@ class SocketHub:
             and message.prompt_id == self._current
         ):
             self._current = None
+
+
+def _abort(ws: ClientConnection) -> None:
+    """Drop the connection without a close handshake (a silent peer would not answer it)."""
+    ws.transport.abort()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -252,3 +253,83 @@ async def test_timeout_cancels_the_job(client: ComfyClient, fake_comfy: FakeComf
     assert fake_comfy.wait_idle(5)
     assert fake_comfy.counters["interrupts_applied"] == 1
     assert client.watched_prompt_ids == frozenset()
+
+
+# --- ComfyUI dying mid-run (issue 10 item 3) and the connection epoch ---------------------
+
+
+async def test_killed_mid_job_fails_within_seconds_not_a_minute(fake_comfy: FakeComfy) -> None:
+    # unreachable_after_s stays at its one-minute default: the refusals after the socket
+    # dropped are what end the job, dead_after_s after the first one.
+    client = ComfyClient(fake_comfy.url, down_poll_s=0.5, dead_after_s=1.0)
+    fake_comfy.set_delays(step=0.2)
+    killed_at = 0.0
+    with pytest.raises(ComfyUnreachable) as caught:
+        async with client, asyncio.timeout(HANG_GUARD_S):
+            async for item in client.execute(sampler_graph(steps=50)):
+                if isinstance(item, Executing) and item.node == "5" and not killed_at:
+                    fake_comfy.stop()
+                    killed_at = time.monotonic()
+    took = time.monotonic() - killed_at
+    assert took < client.dead_after_s + client.down_poll_s + 1.0, took
+    assert caught.value.message == (
+        f"ComfyUI at {fake_comfy.url} is not reachable — is it running? (connection refused)")
+
+
+async def test_a_quick_restart_mid_job_is_still_prompt_lost(fake_comfy: FakeComfy) -> None:
+    # Down for less than dead_after_s: ComfyUI answers again, without the prompt.
+    client = ComfyClient(fake_comfy.url, down_poll_s=0.2, dead_after_s=2.0)
+    fake_comfy.set_delays(step=0.2)
+    with pytest.raises(ComfyPromptLost):
+        async with client, asyncio.timeout(HANG_GUARD_S):
+            async for item in client.execute(sampler_graph(steps=50)):
+                if isinstance(item, Executing) and item.node == "5":
+                    fake_comfy.down(0.6)
+    assert client.server_generation == 1
+
+
+async def test_epoch_grows_on_every_reconnect_and_a_drop_is_not_a_restart(
+    client: ComfyClient, fake_comfy: FakeComfy
+) -> None:
+    ref = await client.upload_image(_png())
+    await _run(client, simple_graph(ref.load_name))
+    assert (client.epoch, client.server_generation) == (1, 0)
+    fake_comfy.drop_websockets()
+    async with asyncio.timeout(HANG_GUARD_S):
+        while client.epoch < 2:  # noqa: ASYNC110 - polling a counter
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)     # the restart check after the reconnect has run
+    assert client.server_generation == 0
+
+
+async def test_a_restart_while_idle_is_noticed_after_the_reconnect(
+    client: ComfyClient, fake_comfy: FakeComfy
+) -> None:
+    ref = await client.upload_image(_png())
+    await _run(client, simple_graph(ref.load_name))
+    fake_comfy.restart()
+    async with asyncio.timeout(HANG_GUARD_S):
+        while client.server_generation == 0:  # noqa: ASYNC110 - polling a counter
+            await asyncio.sleep(0.02)
+    assert client.epoch == 2 and client.server_generation == 1
+
+
+async def test_two_jobs_lost_in_one_restart_count_one_restart(
+    client: ComfyClient, fake_comfy: FakeComfy
+) -> None:
+    fake_comfy.set_delays(node=0.5)
+    ref = await client.upload_image(_png())
+
+    async def lose(graph: dict[str, Any]) -> None:
+        with pytest.raises(ComfyPromptLost):
+            await _run(client, graph)
+
+    first = asyncio.create_task(lose(sampler_graph(steps=2)))
+    second = asyncio.create_task(lose(simple_graph(ref.load_name)))
+    async with asyncio.timeout(HANG_GUARD_S):
+        while len(client.watched_prompt_ids) < 2 or sum(map(len, fake_comfy.queue_ids())) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    fake_comfy.restart()
+    await asyncio.gather(first, second)
+    await asyncio.sleep(0.3)
+    assert client.server_generation == 1
