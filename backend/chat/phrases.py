@@ -88,6 +88,8 @@ _PICTURE_CUE = re.compile(
     r"colou?r|swap|cut|erase|delete|fix|enhance|restore|blur|sharpen|brighten|darken|widen|"
     r"uncrop|outpaint|isolate|place|insert|apply|produce|illustrate|visuali[sz]e|try|redo|"
     r"look\s+like|picture\s+of|image\s+of|photo\s+of|drawing\s+of|painting\s+of)\b", _I)
+_PRONOUNS = frozenset({"it", "this", "that", "he", "she", "they", "him", "her", "them",
+                       "this image", "this picture", "the image", "the picture", "this photo"})
 _LOOK_LIKE = re.compile(r"^what\s+(?:does|do|would|might)\s+(?P<x>.+?)\s+look\s+like\b", _I)
 
 
@@ -109,9 +111,12 @@ def help_kind(text: str) -> Literal["help", "greeting", "question"] | None:
 
 
 def look_like_subject(text: str) -> str | None:
-    """`"what does a quokka look like?"` → `"a quokka"` (a question that asks for a picture)."""
+    """`"what does a quokka look like?"` → `"a quokka"` (a question that asks for a picture).
+    None for "what would it look like at night?" (about the picture in context: an edit)."""
     match = _LOOK_LIKE.match(text)
-    return match.group("x") if match else None
+    if match is None or match.group("x").lower() in _PRONOUNS:
+        return None
+    return match.group("x")
 
 
 def strip_suggestion(text: str) -> str:
@@ -133,7 +138,7 @@ _NEW_PICTURE = re.compile(
     r"^(?:generate|imagine)\s+(?:me\s+)?(?:an?|some|two|three)\b|"
     r"^(?:something|anything)\s+(?:completely\s+|totally\s+)?(?:different|else)\b", _I)
 _REPEAT = re.compile(
-    r"^(?:another(?:\s+one)?|one\s+more|again|try\s+again|retry|redo|re-?roll|"
+    r"^(?:(?:draw|make|generate|create|give\s+me|show\s+me|do|try)\s+)?(?:another(?:\s+one)?|one\s+more|again|try\s+again|retry|redo|re-?roll|"
     r"do\s+it\s+again|(?:a\s+)?different\s+seed|another\s+(?:try|take|seed))[\s!.]*$", _I)
 
 
@@ -167,7 +172,9 @@ _GENERATE_VERB = re.compile(
     r"i\s+need|i'?d\s+like|can\s+i\s+(?:have|get|see)|imagine)\s+(?:me\s+|us\s+)?"
     r"(?=(?:an?|some|the|new|another|\d+|one|two|three|my|our|picture|image|photo|pic|"
     r"drawing|painting|illustration|render|portrait|poster|logo|icon|wallpaper)\b)", _I)
-_STYLE_VERB = re.compile(r"^(?:draw|paint|sketch|illustrate)\s+(?:me\s+|us\s+)?", _I)
+_STYLE_VERB = re.compile(r"^(?P<verb>draw|paint|sketch|illustrate)\s+(?:me\s+|us\s+)?", _I)
+_START_OVER = re.compile(r"^(?:let'?s\s+)?(?:start\s+(?:over|fresh|again)|from\s+scratch)"
+                         r"(?:\s+with)?[\s,:;.!-]*", _I)
 _IMAGE_OF = re.compile(
     r"^(?:(?:an?|the|one)\s+)?(?:(?:brand\s+)?new\s+|another\s+|different\s+|fresh\s+)?"
     r"(?:image|picture|pic|one)\s+(?:of|showing|with)\s+", _I)
@@ -195,11 +202,11 @@ def generate_text(text: str) -> GenerateText:
     elif match := _NAMED_ASPECT.search(text):
         ratio = NAMED_RATIOS[(match.group("name") or "widescreen").lower()]
         text = _cut(text, match)
-    text = strip_filler(text)
+    text = _START_OVER.sub("", strip_filler(text))
     verb = _GENERATE_VERB.match(text)
     style = None if verb else _STYLE_VERB.match(text)
-    head = text[: style.end()] if style else ""
-    rest = text[verb.end():] if verb else text[len(head):]
+    head = f"{style.group('verb')} " if style else ""
+    rest = text[verb.end():] if verb else text[style.end():] if style else text
     rest = _IMAGE_OF.sub("", rest, count=1)
     prompt = strip_filler(head + rest)
     return GenerateText(prompt, size, ratio)
@@ -248,6 +255,11 @@ def wants_transparency(text: str) -> bool:
 
 def removes_background(text: str) -> bool:
     return bool(_REMOVE_BACKGROUND.search(text))
+
+
+def names_background(text: str) -> bool:
+    """Says "background"/"transparent" (without it, "a sticker of a cat" is a style)."""
+    return bool(re.search(rf"\b(?:{_BG}|transparen(?:t|cy))\b", text, _I))
 
 
 def swaps_background(text: str) -> bool:
@@ -318,7 +330,9 @@ _CONNECTORS = re.compile(
     r"(?:see|shows?)|revealing)\b\s*)*", _I)
 _NO_PROMPT_WORDS = frozenset({
     "it", "this", "the", "image", "picture", "photo", "canvas", "frame", "scene", "more", "a",
-    "an", "some", "please", "too", "also", "side", "sides", "edge", "bit", "little",
+    "an", "some", "please", "too", "also", "side", "sides", "edge", "bit", "little", "one",
+    "version", "format", "ratio", "aspect", "go", "give", "get", "have", "let", "make", "turn",
+    "i", "me", "you", "can", "could", "would", "want", "need",
 })
 _PIXELS = re.compile(r"\b(?P<n>\d{1,5})\s*(?:px|pixels?|pix)\b|\bby\s+(?P<b>\d{1,5})\b"
                      r"(?!\s*(?:%|x\b|times|percent|per\s*cent|:))", _I)

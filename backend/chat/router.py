@@ -100,17 +100,17 @@ def route(
                         size=HEALTHCHECK_SIZE)
     if help_decision := _help(text, turn):
         return help_decision
-    stripped = phrases.strip_filler(text)
+    stripped = phrases.strip_filler(phrases.strip_suggestion(text))
     if len(turn.attached) >= 2:
         return Decision("multiref", stripped,
                         f"Combining the {len(turn.attached)} attached images.")
-    if turn.has_image and not turn.attached and phrases.asks_new_picture(stripped):
-        return _generate(stripped, "Asked for a new picture.")
     if not turn.attached and phrases.asks_repeat(stripped):
         previous = _previous_generation(turn)
         if previous is None:
             return _help_decision("I can repeat a generation; for an edit, say the change again.")
         return replace(previous, reason="Again, with a new seed.")
+    if turn.has_image and not turn.attached and phrases.asks_new_picture(stripped):
+        return _generate(stripped, "Asked for a new picture.")
     operation = _image_operation(text, stripped, turn, image_size, max_pad)
     if operation is not None:
         return operation
@@ -170,7 +170,9 @@ def _image_operation(
         phrases.removes_background(text) and not phrases.swaps_background(text)
     ):
         if not turn.has_image:
-            return _needs_image("Removing a background")
+            # "a sticker of a cat" without a picture is a style for a new one
+            return _needs_image("Removing a background") if phrases.names_background(text) \
+                else None
         return Decision("remove_background", "", f"Removing the background of {_which(turn)}.")
     if phrases.swaps_background(text):
         return None  # an edit (or a generation without an image)
@@ -179,8 +181,9 @@ def _image_operation(
             "I can't crop, but I can extend the picture: say e.g. \"make it 16:9\"."
         )
     outpaint = phrases.outpaint_text(text)
-    if outpaint is not None and (turn.has_image or outpaint.kind != "aspect"):
-        # without an image, "16:9" / "landscape format" is the shape of a new picture
+    # without an image, "a cabin, 16:9" is the shape of a new picture; "make it 16:9" is not
+    if outpaint is not None and (turn.has_image or outpaint.kind != "aspect"
+                                 or not outpaint.prompt):
         if not turn.has_image:
             return _needs_image("Extending a picture")
         return _outpaint(outpaint, size or FALLBACK_IMAGE_SIZE, max_pad, turn)
