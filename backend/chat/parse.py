@@ -10,7 +10,8 @@ Where images are found, in every message alike:
   `{"type": "input_image", "image_url": "…"}`;
 - markdown images `![…](data:image/…;base64,…)` inside text (how our replies carry them);
 - a `message.images` list `[{"type": "image_url", "image_url": {"url": …}}]` (LiteLLM's
-  convention; our replies carry it too). The same URL twice in one message counts once.
+  convention; our replies carry it too). An `images` entry that repeats an image of the
+  content counts once.
 
 Decided:
 - Only data URLs (`data:image/<any>;base64,…`). A remote URL (http/https, or a client's own
@@ -270,12 +271,13 @@ def _read_message(raw: object, index: int, *, strict: bool) -> _Message:
         )
     images = raw.get("images")
     if isinstance(images, list):
+        in_content = {ref.url for ref in refs}
         for image_index, item in enumerate(images):
             url = _image_url_of(item)
-            if url is not None:
+            if url is not None and url not in in_content:  # our replies carry both
                 refs.append(_ImageRef(url, f"{where}.images[{image_index}]"))
     text, cleaned = clean_text("\n".join(t for t in texts if t))
-    return _Message(index, role, text.strip(), _unique(refs), cleaned)
+    return _Message(index, role, text.strip(), tuple(refs), cleaned)
 
 
 def _read_part(
@@ -335,16 +337,6 @@ def _take_markdown_images(text: str, where: str, refs: list[_ImageRef]) -> str:
         return ""
 
     return _MARKDOWN_IMAGE.sub(take, text)
-
-
-def _unique(refs: list[_ImageRef]) -> tuple[_ImageRef, ...]:
-    seen: set[str] = set()
-    kept = []
-    for ref in refs:
-        if ref.url not in seen:
-            seen.add(ref.url)
-            kept.append(ref)
-    return tuple(kept)
 
 
 def _decode_image(
