@@ -31,7 +31,6 @@ Decided:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Mapping, Sequence
@@ -51,13 +50,11 @@ SILENT_ROLES = ("system", "developer", "tool", "function")
 
 HistoryRole = Literal["user", "assistant"]
 
-# `![alt](url "title")`: bounded alt text, a possessive URL run so a missing ")" cannot make
-# the match quadratic on a multi-megabyte data URL.
-_MARKDOWN_IMAGE = re.compile(r'!\[[^\]\n]{0,500}\]\(\s*<?([^)\s>]++)>?(?:\s+"[^"\n]{0,300}")?\s*\)')
+MAX_ALT_CHARS = 500  # a markdown image's alt text, when looking for its end
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_WHITESPACE = re.compile(r"\s+")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_WHITESPACE = (b"\n", b"\r", b" ", b"\t", b"\f", b"\v")
 _IMAGE_MIME = re.compile(r"image/[a-z0-9][a-z0-9.+-]{0,63}")
 
 
@@ -118,8 +115,24 @@ class ChatTurn:
 
 @dataclass(frozen=True)
 class _ImageRef:
-    url: str
+    """Where an image's URL is: `source[start:end]`. Not sliced until it is used, so the
+    conversation's older data URLs (megabytes each) are never copied."""
+
+    source: str
+    start: int
+    end: int
     param: str
+
+    @classmethod
+    def whole(cls, url: str, param: str) -> _ImageRef:
+        return cls(url, 0, len(url), param)
+
+    @property
+    def url(self) -> str:
+        return self.source[self.start : self.end]
+
+    def same_url(self, url: str) -> bool:
+        return self.end - self.start == len(url) and self.source.startswith(url, self.start)
 
 
 @dataclass(frozen=True)
@@ -206,26 +219,34 @@ def decode_data_url(url: str, max_bytes: int, param: str) -> tuple[str, bytes]:
 
 
 def decode_base64(payload: str, max_bytes: int, param: str) -> bytes:
-    """Decode base64, refusing before any work a payload that cannot fit in `max_bytes`."""
+    """Decode base64, refusing before any work a payload that cannot fit in `max_bytes`.
+    C speed throughout (bytes searches, translate, binascii's strict mode): no regex or
+    per-character Python runs over megabytes."""
     limit = 4 * ((max_bytes + 2) // 3)
     too_large = ChatInputError(
         f"The image at {param} is over the {_size_text(max_bytes)} limit.", param,
         "file_too_large",
     )
+    invalid = ChatInputError(f"The image at {param} is not valid base64.", param)
     if len(payload) > limit + limit // 8 + 64:  # room for line breaks only
         raise too_large
-    compact = _WHITESPACE.sub("", payload) if not payload.isalnum() else payload
+    try:
+        compact = payload.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise invalid from exc
+    if any(space in compact for space in _WHITESPACE):  # line-wrapped base64
+        compact = compact.translate(None, b"".join(_WHITESPACE))
     if len(compact) > limit:
         raise too_large
-    if "-" in compact or "_" in compact:
-        compact = compact.replace("-", "+").replace("_", "/")
-    if len(compact) % 4 == 1 or not _BASE64.fullmatch(compact):
-        raise ChatInputError(f"The image at {param} is not valid base64.", param)
-    compact += "=" * (-len(compact) % 4)
+    if b"-" in compact or b"_" in compact:
+        compact = compact.translate(_URLSAFE_TO_STANDARD)
+    if len(compact) % 4 == 1:
+        raise invalid
+    compact += b"=" * (-len(compact) % 4)
     try:
-        data = base64.b64decode(compact, validate=True)
+        data = binascii.a2b_base64(compact, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
-        raise ChatInputError(f"The image at {param} is not valid base64.", param) from exc
+        raise invalid from exc
     if len(data) > max_bytes:
         raise too_large
     if not data:
@@ -271,11 +292,12 @@ def _read_message(raw: object, index: int, *, strict: bool) -> _Message:
         )
     images = raw.get("images")
     if isinstance(images, list):
-        in_content = {ref.url for ref in refs}
+        in_content = list(refs)
         for image_index, item in enumerate(images):
             url = _image_url_of(item)
-            if url is not None and url not in in_content:  # our replies carry both
-                refs.append(_ImageRef(url, f"{where}.images[{image_index}]"))
+            # our replies carry both (compared in place: length, then memcmp)
+            if url is not None and not any(ref.same_url(url) for ref in in_content):
+                refs.append(_ImageRef.whole(url, f"{where}.images[{image_index}]"))
     text, cleaned = clean_text("\n".join(t for t in texts if t))
     return _Message(index, role, text.strip(), tuple(refs), cleaned)
 
@@ -306,7 +328,7 @@ def _read_part(
                     f"{where}.image_url",
                 )
             return
-        refs.append(_ImageRef(url, f"{where}.image_url"))
+        refs.append(_ImageRef.whole(url, f"{where}.image_url"))
     elif kind == "refusal":
         return
     elif strict:
@@ -328,15 +350,36 @@ def _image_url_of(item: object) -> str | None:
 
 
 def _take_markdown_images(text: str, where: str, refs: list[_ImageRef]) -> str:
-    """Collect `![…](url)` images into `refs`; return the text without them."""
-    if "![" not in text:
-        return text
+    """Collect `![alt](url "title")` images into `refs`; return the text without them.
+    Plain `str.find`, not a regex: a data URL is megabytes and every message is scanned."""
+    kept: list[str] = []
+    position = 0
+    while (start := text.find("![", position)) >= 0:
+        close = text.find("](", start + 2, start + 2 + MAX_ALT_CHARS)
+        alt = text[start + 2 : close] if close >= 0 else "]"
+        end = text.find(")", close + 2) if not ("]" in alt or "\n" in alt) else -1
+        url_start, url_end = _url_span(text, close + 2, end) if end >= 0 else (0, 0)
+        if url_start >= url_end:  # not an image (or unclosed): keep the characters, go on
+            kept.append(text[position : start + 2])
+            position = start + 2
+            continue
+        refs.append(_ImageRef(text, url_start, url_end, where))
+        kept.append(text[position:start])
+        position = end + 1
+    kept.append(text[position:])
+    return "".join(kept)
 
-    def take(match: re.Match[str]) -> str:
-        refs.append(_ImageRef(match.group(1), where))
-        return ""
 
-    return _MARKDOWN_IMAGE.sub(take, text)
+def _url_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """The URL inside `(  <url> "title" )` between start and end, without copying it."""
+    while start < end and text[start] in " \t<":
+        start += 1
+    title = text.find(" ", start, end)
+    if title >= 0:
+        end = title
+    while end > start and text[end - 1] in " \t>":
+        end -= 1
+    return start, end
 
 
 def _decode_image(

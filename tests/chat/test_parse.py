@@ -238,7 +238,7 @@ def test_image_over_the_byte_limit_is_refused_before_decoding(
     def no_decode(*args: object, **kwargs: object) -> bytes:
         raise AssertionError("decoded an image that could not fit")
 
-    monkeypatch.setattr(parse_module.base64, "b64decode", no_decode)
+    monkeypatch.setattr(parse_module.binascii, "a2b_base64", no_decode)
     huge = "data:image/png;base64," + "A" * 10_000_000
     exc = error([{"role": "user", "content": [{"type": "image_url", "image_url": huge}]}],
                 max_image_bytes=1000)
@@ -285,6 +285,17 @@ def test_text_over_the_limit() -> None:
     assert exc.message == "The message is too long (101 characters; at most 100)."
 
 
-def test_markdown_regex_stays_linear_on_an_unclosed_huge_data_url() -> None:
+def test_markdown_scan_on_an_unclosed_huge_data_url() -> None:
     text = "![a](data:image/png;base64," + "A" * 2_000_000  # no closing parenthesis
-    assert parse([user(text)], max_text_chars=10**7).attached == ()
+    turn = parse([user(text)], max_text_chars=10**7)
+    assert turn.attached == () and turn.text == text
+
+
+@pytest.mark.parametrize("markdown", [
+    "![a](<{url}>)", '![a]({url} "a title")', "![]( {url} )", "![x]({url})",
+])
+def test_markdown_image_forms(markdown: str) -> None:
+    text = "before " + markdown.format(url=data_url(RED)) + " after ![not an image] (x)"
+    turn = parse([user(text)])
+    assert [image.data for image in turn.attached] == [RED]
+    assert turn.text == "before  after ![not an image] (x)"
