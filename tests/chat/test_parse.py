@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import pytest
 
 from backend.chat import ChatInputError, parse_messages
-from backend.chat import parse as parse_module
 from backend.chat.parse import HISTORY_CHARS, HISTORY_MESSAGES, NO_URLS, clean_text
 
 from .conftest import MAX_IMAGE_BYTES, assistant, data_url, png, user
@@ -238,7 +238,7 @@ def test_image_over_the_byte_limit_is_refused_before_decoding(
     def no_decode(*args: object, **kwargs: object) -> bytes:
         raise AssertionError("decoded an image that could not fit")
 
-    monkeypatch.setattr(parse_module.binascii, "a2b_base64", no_decode)
+    monkeypatch.setattr(binascii, "a2b_base64", no_decode)
     huge = "data:image/png;base64," + "A" * 10_000_000
     exc = error([{"role": "user", "content": [{"type": "image_url", "image_url": huge}]}],
                 max_image_bytes=1000)
