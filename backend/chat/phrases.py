@@ -120,8 +120,8 @@ def look_like_subject(text: str) -> str | None:
 
 
 def strip_suggestion(text: str) -> str:
-    """`"how about a cat?"` → `"a cat?"`."""
-    return _SUGGESTION.sub("", text, count=1)
+    """`"how about a cat?"` → `"a cat?"` ("what if it rained?" stays: it reads as an edit)."""
+    return re.sub(r"^(?:how|what)\s+about\s+", "", text, count=1, flags=_I)
 
 
 # --- a new picture while one is in context -----------------------------------------------------
