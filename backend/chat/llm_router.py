@@ -10,7 +10,7 @@ What it sends: the conversation's texts (the latest message in full, earlier one
 and image facts — how many are attached, whether one is in context, the size of the one the
 turn would use — never image bytes. What it accepts: one JSON object (a ```json fence is
 tolerated) with a known action, the parameters that action needs, pads within the studio's
-limit, and an action the images allow (edits need an image; 2–3 attachments must be
+limit (`max_pad`; without one, 4× the image's long side), and an action the images allow (edits need an image; 2–3 attachments must be
 multiref). Anything else — bad JSON, an unknown action, bad parameters, an HTTP error, no
 answer within the timeout, an unreachable server — falls back to the rules, and the
 Decision's `router_note` says why. After a timeout, an unreachable server or a 5xx the LLM is
@@ -112,7 +112,9 @@ class LlmUnusable(Exception):
 
 
 class LlmRouter:
-    """`await router.route(turn, image_size)` → a Decision (`decided_by` "llm" or "rules")."""
+    """`await router.route(turn, image_size, max_pad=…)` → a Decision (`decided_by` "llm" or
+    "rules", with `router_note` saying why the LLM was not used). One per process: it holds
+    an httpx client (`aclose()` at shutdown) and the cool-down state."""
 
     def __init__(self, config: RouterConfig, *, client: httpx.AsyncClient | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
