@@ -22,7 +22,7 @@ from struct import error as struct_error
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .base import InvalidRequest
+from backend.requests import InvalidRequest
 
 log = logging.getLogger(__name__)
 

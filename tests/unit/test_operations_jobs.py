@@ -31,7 +31,9 @@ from backend.comfy import (
 )
 from backend.failures import OOM_REMEDIES
 from backend.jobs import Failed, Finished, Preview, Progress, Queued, Started, Studio
-from backend.operations import EditRequest, GenerateRequest, RegionEditRequest
+from backend.modes.edit import EditRequest
+from backend.modes.generate import GenerateRequest
+from backend.modes.region_edit import RegionEditRequest
 from backend.progress import ProgressTracker
 from backend.settings import Settings
 from backend.workflows import TemplateLibrary
@@ -184,9 +186,9 @@ async def test_loading_models_tracks_the_diffusion_model() -> None:
 
     assert await started(GenerateRequest("a", 256, 256)) is True
     assert await started(GenerateRequest("b", 256, 256)) is False
-    assert s.last_mode == "generate" and s.loaded_model == SETTINGS.models.generate_unet
+    assert s.last_mode == "generate" and s.loaded_file == SETTINGS.models.generate_unet
     assert await started(EditRequest(Image.new("RGB", (64, 64)), "c")) is True
-    assert s.loaded_model == SETTINGS.models.edit_unet
+    assert s.loaded_file == SETTINGS.models.edit_unet
 
 
 async def test_invalid_request_never_reaches_comfyui() -> None:
@@ -261,7 +263,7 @@ async def test_oom_retry_runs_once_at_a_lower_resolution() -> None:
     done = events[-1]
     assert isinstance(done, Finished), done
     assert done.images[0].size == (880, 880) and done.seed == 3
-    assert any("retried once at 880×880" in line for line in done.info)
+    assert any("retried once at 880×880" in line for line in done.notes)
     assert "oom_retry_after_s" in done.timings
     assert len(client.calls) == 2
     assert not any(isinstance(e, Failed) for e in events)
