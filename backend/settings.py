@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from backend import limits
 
@@ -88,7 +89,9 @@ class Settings:
         return limits.PAD.up_to(self.max_outpaint_pad)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `env` (default os.environ); `overrides` (field=value, from command-line
+        flags and tests) win. replace() refuses a name that is not a field."""
         env = os.environ if env is None else env
         base = cls()
         default_models = asdict(base.models)

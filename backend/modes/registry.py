@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from backend.modes.spec import ApiRoute, ModeSpec
 from backend.operations.base import Operation
@@ -22,7 +22,7 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class ModeRegistry:
-    def __init__(self, specs: Iterable[ModeSpec[Any]] = ()) -> None:
+    def __init__(self, specs: Iterable[ModeSpec[RequestBase]] = ()) -> None:
         self._lock = threading.Lock()
         self._specs: tuple[ModeSpec[RequestBase], ...] = ()
         for spec in specs:
