@@ -332,3 +332,37 @@ def _returning(value):
         return value
 
     return call
+
+
+async def test_readiness_validates_the_bound_template(settings, library):
+    """A mode whose classes and folder files are all there can still be refused by ComfyUI:
+    here the background remover is told to use a model its node does not offer."""
+    odd = dataclasses.replace(
+        settings, models=dataclasses.replace(settings.models, birefnet="RMBG-nope")
+    )
+    monitor = Monitor(StubClient(library, settings), odd, library)
+    try:
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    status = snap.modes["remove_background"]
+    assert status.ready is False
+    assert status.missing.startswith("not ready: ComfyUI would reject remove_background.json")
+    assert "RMBG-nope" in status.missing and "'model'" in status.missing
+    assert snap.modes["edit"].ready is True
+
+
+async def test_a_last_mode_no_longer_registered_does_not_stop_the_poller(settings, library):
+    registry = REGISTRY.copy()
+    studio = StubStudio("generate", settings.models.generate_unet)
+    monitor = Monitor(StubClient(library, settings), settings, library, registry,
+                      studio)  # type: ignore[arg-type]
+    try:
+        await monitor.refresh_now()
+        registry.unregister("generate")      # e.g. a workflow app removed after it ran
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    assert snap.online and "generate" not in snap.modes
+    assert snap.last_mode == "generate" and snap.loaded_family is None
+    assert all(status.fits is not None for status in snap.modes.values())
