@@ -84,3 +84,41 @@ def test_one_value_per_limit() -> None:
     assert limits.MAX_SEED == 2**53 - 1
     assert Settings().pad_knob.high == limits.PAD.high
     assert Settings(max_outpaint_pad=512).pad_knob.high == 512
+
+
+def _block(text: str, language: str, after: str) -> str:
+    start = text.index(f"```{language}\n", text.index(after)) + len(language) + 4
+    return text[start:text.index("```", start)]
+
+
+def test_the_worked_example_in_docs_modes_is_true(tmp_path, monkeypatch) -> None:
+    """docs/modes.md's two files, as written there, make a registered mode: its module is
+    found by discovery alone, and its template loads with the roles it declares."""
+    import json
+    import sys
+
+    import backend.modes as modes_package
+    from backend.settings import PROJECT_ROOT
+    from backend.workflows import TemplateLibrary
+
+    doc = (PROJECT_ROOT / "docs" / "modes.md").read_text(encoding="utf-8")
+    (tmp_path / "invert.py").write_text(_block(doc, "python", "backend/modes/invert.py"))
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    template = json.loads(_block(doc, "json", "workflows/invert.json"))
+    (workflows / "invert.json").write_text(json.dumps(template))
+    monkeypatch.setattr(modes_package, "__path__", [*modes_package.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "backend.modes.invert", raising=False)
+    try:
+        registry = builtin_registry()
+    finally:
+        sys.modules.pop("backend.modes.invert", None)
+    assert registry.names()[-1] == "invert" and "invert" not in REGISTRY
+    spec = registry.get("invert")
+    loaded = TemplateLibrary(workflows).get("invert", required=spec.roles)
+    assert loaded.output_roles == {"output": "3"}
+    from backend.modes.spec import WarmupInputs
+
+    request = spec.warmup(WarmupInputs.sample())
+    prepared = registry.operation_for(request).prepare(request, Settings())
+    assert set(prepared.uploads) == {"image"}
