@@ -194,5 +194,5 @@ def fields_of(tab_fields: Mapping[str, Component], values: Mapping[Component, An
     return {name: values[comp] for name, comp in tab_fields.items() if comp in values}
 
 
+# What ui/tabs/<mode>.py (and ui/generic_tab.py) provide: build(shared, mode) -> TabSpec.
 TabBuilder = Callable[[Shared, Spec], TabSpec]
-__all__ = ["COMMON_FIELDS", "Built", "Shared", "TabBuilder", "TabSpec", "Values", "StudioContext"]

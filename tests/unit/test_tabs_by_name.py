@@ -27,6 +27,7 @@ from backend.limits import IntKnob  # noqa: E402
 from backend.modes import REGISTRY, InputKind  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.workflows import bind  # noqa: E402
+from ui import generic_tab  # noqa: E402
 from ui.app import tab_builder  # noqa: E402
 from ui.history import ResultStore  # noqa: E402
 from ui.session import SessionJobs  # noqa: E402
@@ -66,6 +67,17 @@ def tabs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StudioConte
             with gr.Tab(mode.title):
                 built.append(tab_builder(mode)(shared, mode))
     yield ctx, built
+
+
+@pytest.fixture(scope="module")
+def generic_tabs(
+    tabs: tuple[StudioContext, list[TabSpec]], tmp_path_factory: pytest.TempPathFactory
+) -> list[TabSpec]:
+    """Every built-in mode in the generic tab, as a new mode without a tab module gets it."""
+    ctx, _ = tabs
+    shared = Shared(ctx, ResultStore(tmp_path_factory.mktemp("generic")), SessionJobs())
+    with gr.Blocks():
+        return [generic_tab.build(shared, mode) for mode in REGISTRY]
 
 
 def picture(index: int) -> Image.Image:
@@ -118,11 +130,13 @@ def component_for(tab: TabSpec, name: str) -> Any:
 
 
 @pytest.mark.parametrize("mode", REGISTRY.names())
+@pytest.mark.parametrize("kind", ["own tab", "generic tab"])
 def test_every_control_reaches_the_request_and_the_workflow_by_name(
-    tabs: tuple[StudioContext, list[TabSpec]], mode: str, tmp_path: Path
+    tabs: tuple[StudioContext, list[TabSpec]], generic_tabs: list[TabSpec], kind: str, mode: str,
+    tmp_path: Path,
 ) -> None:
     ctx, built = tabs
-    tab = next(t for t in built if t.name == mode)
+    tab = next(t for t in (built if kind == "own tab" else generic_tabs) if t.name == mode)
     # What the browser sends: one value per control (a control serving two names, like the
     # inpaint editor, is one control with one value).
     sent: dict[Any, Any] = {}
