@@ -138,6 +138,9 @@ def _bound(
         graph = bind(template, prepared.bindings(template.roles, files), nonce="preflight")
     except (TemplateError, InvalidRequest) as exc:
         graph = exc.message
+    except Exception as exc:  # one mode's bug must not take every mode's readiness with it
+        log.exception("%s: the placeholder job could not be prepared", spec.name)
+        graph = f"the studio could not prepare a job for it ({type(exc).__name__}: {exc})"
     _BOUND[template] = (spec, settings, graph)
     return graph
 

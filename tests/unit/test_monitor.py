@@ -366,3 +366,22 @@ async def test_a_last_mode_no_longer_registered_does_not_stop_the_poller(setting
     assert snap.online and "generate" not in snap.modes
     assert snap.last_mode == "generate" and snap.loaded_family is None
     assert all(status.fits is not None for status in snap.modes.values())
+
+
+async def test_a_mode_that_cannot_prepare_is_not_ready_and_the_others_still_are(
+    settings, library
+):
+    def broken(inputs):
+        raise RuntimeError("bug in a mode")
+
+    registry = REGISTRY.copy()
+    edit = registry.get("edit")
+    registry.unregister("edit")
+    registry.register(dataclasses.replace(edit, warmup=broken))
+    monitor = Monitor(StubClient(library, settings), settings, library, registry)
+    try:
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    assert snap.modes["edit"].ready is False and "RuntimeError" in snap.modes["edit"].missing
+    assert snap.modes["generate"].ready is True
