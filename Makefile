@@ -41,6 +41,7 @@ chromium:
 
 test: install chromium
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: install

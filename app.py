@@ -1,5 +1,6 @@
 """Banana Studio entry point: `python app.py` serves the studio; `health`, `warmup`, `free` are
-the operations guide's runbook steps as commands. Wiring only: settings → context → routes → UI."""
+the operations guide's runbook steps as commands. Wiring only: settings → context (studio,
+metrics, monitor) → HTTP routes → UI."""
 
 from __future__ import annotations
 
@@ -7,42 +8,45 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 os.environ.setdefault(
     "GRADIO_ANALYTICS_ENABLED", "False"
 )  # before gradio is imported: no telemetry
 
+from backend.modes import REGISTRY, ModeRegistry  # noqa: E402
 from backend.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 COMMANDS = ("serve", "health", "warmup", "free")
 
 
-def create_app(settings: Settings):
+def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI:
     """The FastAPI app: our HTTP routes first (the Gradio mount at "/" catches the rest)."""
     import gradio as gr
     from fastapi import FastAPI
 
+    from backend import http_api
     from backend.api.body_limits import BodyLimitMiddleware, route_limits
     from backend.context import build_context
-    from backend.http_api import build_api_router
     from ui.app import build_ui, launch_options
 
-    ctx = build_context(settings)
+    ctx = build_context(settings, registry)
 
     @asynccontextmanager
-    async def lifespan(_app):
-        from backend.comfy.orphans import start_orphan_sweep
-
-        sweep = start_orphan_sweep(ctx.client, ctx.client.studio_id)  # a killed studio's prompts
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.start()
         yield
-        sweep.cancel()
         await ctx.aclose()
 
     app = FastAPI(title="Banana Studio", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimitMiddleware, limits=route_limits(settings))  # every route
-    app.state.studio_context = ctx
-    app.include_router(build_api_router(ctx))
+    app.state.studio_context = ctx     # the HTTP handlers find it here
+    app.include_router(http_api.router)
     return gr.mount_gradio_app(
         app,
         build_ui(ctx),

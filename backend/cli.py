@@ -19,14 +19,17 @@ from collections.abc import Callable
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from backend.settings import MODES, Settings
+from backend.modes import REGISTRY, ModeRegistry
+from backend.settings import Settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 QUEUE_TIMEOUT_S = 5.0
 Say = Callable[[str], None]
 
 
-def main(argv: list[str], settings: Settings, say: Say = print) -> int:
+def main(
+    argv: list[str], settings: Settings, say: Say = print, registry: ModeRegistry = REGISTRY
+) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,13 +38,13 @@ def main(argv: list[str], settings: Settings, say: Say = print) -> int:
     health.add_argument("--timeout", type=float, default=60.0,
                         help="seconds allowed for the test image (default 60)")
     warm = sub.add_parser("warmup", help="load each mode's models with a tiny job")
-    warm.add_argument("--modes", nargs="+", choices=MODES, help="only these modes")
+    warm.add_argument("--modes", nargs="+", choices=registry.names(), help="only these modes")
     sub.add_parser("free", help="ask ComfyUI to unload models and free VRAM")
     args = parser.parse_args(argv)
     if args.command == "health":
         return health_probe(settings, args.url or default_studio_url(settings), args.timeout, say)
     if args.command == "warmup":
-        return asyncio.run(_warmup(settings, args.modes, say))
+        return asyncio.run(_warmup(settings, registry, args.modes, say))
     return asyncio.run(_free(settings, say))
 
 
@@ -67,7 +70,7 @@ def health_probe(settings: Settings, studio_url: str, timeout: float, say: Say) 
     started = time.monotonic()
     url = studio_url.rstrip("/") + "/v1/images/generations"
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    body = {"model": "qwen-image", "prompt": "healthcheck", "size": "256x256", "n": 1,
+    body = {"prompt": "healthcheck", "size": "256x256", "n": 1,  # the route's default model
             "steps": 1, "response_format": "b64_json"}
     try:
         response = httpx.post(url, json=body, headers=headers, timeout=timeout)
@@ -116,15 +119,15 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _warmup(settings: Settings, modes: list[str] | None, say: Say) -> int:
+async def _warmup(
+    settings: Settings, registry: ModeRegistry, modes: list[str] | None, say: Say
+) -> int:
     from backend.context import build_context
-    from backend.metrics import surface
     from backend.warmup import warm_up
 
-    ctx = build_context(settings)
+    ctx = build_context(settings, registry)
     try:
-        with surface("cli"):
-            results = await warm_up(ctx.studio, modes)
+        results = await warm_up(ctx.studio, modes, surface="cli")
     finally:
         await ctx.aclose()
     width = max(len(r.mode) for r in results) if results else 0

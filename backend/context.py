@@ -1,16 +1,23 @@
-"""One StudioContext per process: the pieces every surface (UI, API, CLI) shares."""
+"""One StudioContext per process: the pieces every surface (UI, API, CLI) shares, composed
+here explicitly — the metrics observe the studio's jobs (all of them, whichever surface
+started them); the monitor polls for everyone; `start()` and `aclose()` bracket the app."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from backend.comfy import ComfyClient
+from backend.comfy.orphans import OrphanReport, start_orphan_sweep
 from backend.identity import data_dir_from_env, load_or_create_studio_id
 from backend.jobs import Studio
+from backend.metrics import StudioMetrics
+from backend.modes import REGISTRY, ModeRegistry
 from backend.monitor import Monitor
 from backend.settings import Settings
-from backend.workflows.template import TemplateLibrary
+from backend.workflows import TemplateLibrary
 
 log = logging.getLogger(__name__)
 
@@ -20,20 +27,38 @@ class StudioContext:
     settings: Settings
     client: ComfyClient
     library: TemplateLibrary
+    registry: ModeRegistry
     studio: Studio
     monitor: Monitor
+    metrics: StudioMetrics
+    started_at: int = field(default_factory=lambda: int(time.time()))
+    _sweep: asyncio.Task[OrphanReport] | None = None
+
+    def start(self) -> None:
+        """On the server's loop, as it starts: the shared poller (the UI's timer handlers may
+        run in worker threads, where snapshot() cannot start it), and the removal of prompts
+        a killed studio process left in ComfyUI's queue."""
+        self.monitor.start()
+        if self.client.studio_id is not None:
+            self._sweep = start_orphan_sweep(self.client, self.client.studio_id)
 
     async def aclose(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
         await self.monitor.aclose()
         await self.client.aclose()
 
 
-def build_context(settings: Settings) -> StudioContext:
+def build_context(settings: Settings, registry: ModeRegistry = REGISTRY) -> StudioContext:
     """Nothing here touches the network: the studio starts fine while ComfyUI is down."""
     studio_id = load_or_create_studio_id(data_dir_from_env(), workflows_dir=settings.workflows_dir)
     client = ComfyClient(settings.comfy_url, studio_id=studio_id)  # marks prompts as ours
     library = TemplateLibrary(settings.workflows_dir)
-    studio = Studio(client, settings, library)
-    monitor = Monitor(client, settings, library, studio)
-    log.info("studio context ready (ComfyUI at %s)", settings.comfy_url)
-    return StudioContext(settings, client, library, studio, monitor)
+    metrics = StudioMetrics()
+    studio = Studio(client, settings, library, registry, observers=[metrics])
+    monitor = Monitor(client, settings, library, registry, studio)
+    if settings.auth and not settings.api_key:
+        log.warning("the UI has a login but STUDIO_API_KEY is not set: /v1/* is open to anyone")
+    log.info("studio context ready (ComfyUI at %s; modes: %s)",
+             settings.comfy_url, ", ".join(registry.names()))
+    return StudioContext(settings, client, library, registry, studio, monitor, metrics)

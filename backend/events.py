@@ -6,10 +6,14 @@ Re-exported by `backend.jobs`, where callers import them from.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from PIL import Image
+
+# Who started a job: a browser tab, the images API, the chat API or the command line.
+Surface = Literal["ui", "api", "chat", "cli"]
 
 # Failed.kind values, for the UI, the API's status codes and the metrics' labels.
 FAILURE_KINDS = (
@@ -61,9 +65,11 @@ class Preview:
 
 @dataclass(frozen=True)
 class Finished:
-    """The result. `timings` has upload_s, queued_s, run_s, total_s (seconds); `workflow`
-    is the exact graph submitted; `extras` e.g. {"mask": the mask used}; `info` sentences
-    for the user (inputs scaled, pads adjusted, retried at a lower resolution, ...)."""
+    """The result. `timings` has upload_s, studio_wait_s, queued_s, run_s, total_s (seconds;
+    oom_retry_after_s after an out-of-memory retry); `workflow` is the exact graph submitted
+    (ComfyUI's JSON); `extras` e.g. {"mask": the mask used}; `models_loaded` when the job had
+    to load its diffusion model first; `notes` sentences for the person (inputs scaled, pads
+    adjusted, retried at a lower resolution, ...)."""
 
     images: list[Image.Image]
     seed: int
@@ -72,7 +78,7 @@ class Finished:
     mode: str
     extras: dict[str, Image.Image] = field(default_factory=dict)
     models_loaded: bool = False
-    info: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     prompt_id: str | None = None
 
 
@@ -88,3 +94,28 @@ class Failed:
 
 
 JobEvent = Queued | Started | Progress | Preview | Finished | Failed
+# A job's events; closing the stream early (aclose) cancels the job in ComfyUI.
+JobStream = AsyncGenerator[JobEvent, None]
+# How a job ended for an observer: its last event, or "abandoned" (closed or crashed first).
+Outcome = Literal["finished", "failed", "abandoned"]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as observers see it: its mode, the surface that started it, and when
+    (`time.monotonic()`)."""
+
+    mode: str
+    surface: Surface
+    started: float
+
+
+class JobObserver(Protocol):
+    """Told about every job the studio runs, whichever surface started it (metrics is one).
+    Called inline on the job's task: keep it quick, never raise (errors are logged)."""
+
+    def job_started(self, job: JobInfo) -> None: ...
+
+    def job_event(self, job: JobInfo, event: JobEvent) -> None: ...
+
+    def job_ended(self, job: JobInfo, outcome: Outcome) -> None: ...

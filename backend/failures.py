@@ -7,7 +7,7 @@ for out-of-memory the operations guide's remedies in its order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import asdict
 from pathlib import PurePath
 from typing import Any
 
@@ -75,11 +75,11 @@ def _node_failed(where: str, exc: ComfyExecutionFailed) -> str:
             "run it again, and if it fails the same way check that node's inputs and models.")
 
 
-def _setting_for(value: Any, models: ModelFiles) -> str | None:
+def _setting_for(value: object, models: ModelFiles) -> str | None:
     """The STUDIO_MODEL_* variable that named this file, if any."""
-    for f in fields(ModelFiles):
-        if getattr(models, f.name) == value:
-            return f"STUDIO_MODEL_{f.name.upper()}"
+    for name, file in asdict(models).items():
+        if file == value:
+            return f"STUDIO_MODEL_{name.upper()}"
     return None
 
 

@@ -1,14 +1,17 @@
-"""The job runner: `Studio(client, settings, library).run(request)` → async JobEvents.
+"""The job runner: `Studio(client, settings, library, registry).run(request)` → JobEvents.
 
 One path to ComfyUI for the UI, the API and the CLI: validate → prepare (decode, scale;
 off the event loop) → upload (content-hash names) → bind (fresh nonce) → execute → fetch the
-#output node's images → finish (full-resolution composite) → Finished. Every expected
+#output node's images → assemble (full-resolution composite) → Finished. Every expected
 failure is a Failed event, never an exception. Closing the iterator early (aclose, task
 cancel, a closed browser tab) closes client.execute(), which interrupts or deletes the prompt.
 
 Region edit runs twice on one bound graph: first only the #mask_output branch (ComfyUI's
 partial execution), to refuse an empty match; then the whole graph, whose segmentation
 nodes ComfyUI serves from its cache. Both passes report progress as one job.
+
+Every job is reported to the studio's observers (metrics is one), whichever surface started
+it: the UI, the images API, the CLI.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from PIL import Image
 
@@ -29,6 +32,8 @@ from backend.comfy import (
     Executing,
     ExecutionCached,
     ExecutionStart,
+    ImageRef,
+    Message,
     PreviewImage,
     ProgressMessage,
     PromptDone,
@@ -39,24 +44,31 @@ from backend.events import (
     Failed,
     Finished,
     JobEvent,
+    JobInfo,
+    JobObserver,
+    JobStream,
+    Outcome,
     Preview,
     Progress,
     Queued,
     Started,
+    Surface,
 )
 from backend.failures import from_comfy_error
-from backend.operations import InvalidRequest, Operation, Prepared, operation_for
+from backend.modes import REGISTRY, ModeRegistry, ModeSpec
+from backend.operations.base import Prepared
 from backend.operations.images import decode_output
-from backend.operations.sizing import round_to_grid
 from backend.progress import ProgressTracker
+from backend.requests import InvalidRequest, RequestBase
 from backend.scheduler import Scheduler, SchedulerConfig
 from backend.settings import Settings
-from backend.workflows import Template, TemplateError, bind, new_nonce
+from backend.workflows import Template, TemplateError, TemplateLibrary, bind, new_nonce
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "FAILURE_KINDS",
+    "ComfyJobs",
     "Failed",
     "Finished",
     "JobEvent",
@@ -67,10 +79,38 @@ __all__ = [
     "Studio",
 ]
 
+T = TypeVar("T")
 OOM_RETRY_PIXELS = 0.75  # the retry samples 75% of the pixels (sides × ~0.87)
 # At most ~10 previews a second per job: each costs a decode on the event loop (and a browser
 # update in the UI); a sampler that fast outruns any eye, and the result follows anyway.
 PREVIEW_EVERY_S = 0.1
+Spec = ModeSpec[RequestBase]
+
+
+class ComfyJobs(Protocol):
+    """What the studio needs of a ComfyUI client to run jobs (backend.comfy.ComfyClient)."""
+
+    async def upload_image(self, data: bytes) -> ImageRef: ...
+
+    def execute(
+        self,
+        graph: Mapping[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the client's own job deadline
+        partial_targets: list[str] | None = None,
+    ) -> AsyncIterator[Message | PromptQueued | PromptDone]: ...
+
+    async def view(self, ref: ImageRef) -> bytes: ...
+
+
+@asynccontextmanager
+async def _closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close an async generator when the block ends (contextlib.aclosing wants the type)."""
+    try:
+        yield stream
+    finally:
+        if isinstance(stream, AsyncGenerator):
+            await stream.aclose()
 
 
 @dataclass
@@ -95,25 +135,71 @@ class _Run:
 
 
 class Studio:
-    def __init__(self, client: Any, settings: Settings, library: Any) -> None:
+    def __init__(
+        self,
+        client: ComfyJobs,
+        settings: Settings,
+        library: TemplateLibrary,
+        registry: ModeRegistry = REGISTRY,
+        observers: Sequence[JobObserver] = (),
+    ) -> None:
         self.client = client
         self.settings = settings
         self.library = library
-        # What ComfyUI ran last for us (the monitor shows it; Started.loading_models uses it).
+        self.registry = registry
+        self.observers = tuple(observers)
+        # What ComfyUI ran last for us (the monitor shows it; Started.loading_models uses it):
+        # the mode, and the diffusion model file it loaded (None: none yet, or freed).
         self.last_mode: str | None = None
-        self.loaded_model: str | None = None
+        self.loaded_file: str | None = None
         # Jobs wait here for their turn, grouped by model if settings.scheduling says so.
         self.scheduler = Scheduler(SchedulerConfig.from_settings(settings))
 
-    async def run(self, request: Any) -> AsyncIterator[JobEvent]:
+    def forget_loaded(self) -> None:
+        """ComfyUI unloaded its models (POST /free): the next job loads again."""
+        self.last_mode = self.loaded_file = None
+
+    async def run(self, request: RequestBase, *, surface: Surface = "ui") -> JobStream:
+        """The job's events, reported to every observer as they pass."""
+        mode = request.mode if isinstance(request, RequestBase) and request.mode else "unknown"
+        job = JobInfo(mode, surface, time.monotonic())
+        self._observe(job)
+        outcome: Outcome = "abandoned"
+        try:
+            async with _closing(self._run(request)) as events:
+                async for event in events:
+                    if isinstance(event, Finished):
+                        outcome = "finished"
+                    elif isinstance(event, Failed):
+                        outcome = "failed"
+                    self._observe(job, event)
+                    yield event
+        finally:
+            self._observe(job, outcome=outcome)
+
+    def _observe(
+        self, job: JobInfo, event: JobEvent | None = None, outcome: Outcome | None = None
+    ) -> None:
+        for observer in self.observers:
+            try:
+                if outcome is not None:
+                    observer.job_ended(job, outcome)
+                elif event is not None:
+                    observer.job_event(job, event)
+                else:
+                    observer.job_started(job)
+            except Exception:  # an observer's bug must not break the job
+                log.exception("job observer %r failed", observer)
+
+    async def _run(self, request: RequestBase) -> JobStream:
         started = time.monotonic()
         first = await self._prepare(request, self.settings)
         if isinstance(first, Failed):
             yield first
             return
-        op, prepared = first
+        spec, prepared = first
         oom: Failed | None = None
-        async with aclosing(self._attempt(request, op, prepared, started)) as events:
+        async with _closing(self._attempt(request, spec, prepared, started)) as events:
             async for event in events:
                 if isinstance(event, Failed) and event.kind == "out_of_memory" and (
                     self.settings.oom_retry
@@ -123,7 +209,7 @@ class Studio:
                 yield event
         if oom is None:
             return
-        smaller = await self._smaller(request, op, prepared)
+        smaller = await self._smaller(request, spec, prepared)
         if smaller is None:
             yield oom
             return
@@ -134,51 +220,41 @@ class Studio:
         )
         log.info("%s: %s", prepared.mode, note)
         first_s = time.monotonic() - started
-        async with aclosing(
-            self._attempt(retry_request, op, retried, started, (note,), {"oom_retry_after_s": first_s})
-        ) as events:
+        retry = self._attempt(
+            retry_request, spec, retried, started, (note,), {"oom_retry_after_s": first_s}
+        )
+        async with _closing(retry) as events:
             async for event in events:
                 yield event
 
     # --- preparation ----------------------------------------------------------------------
 
     async def _prepare(
-        self, request: Any, settings: Settings
-    ) -> tuple[Operation, Prepared] | Failed:
-        try:
-            op = operation_for(request)
-        except (KeyError, AttributeError):
+        self, request: RequestBase, settings: Settings
+    ) -> tuple[Spec, Prepared] | Failed:
+        spec = self.registry.spec_for(request)
+        if spec is None:
             return Failed(
                 f"{type(request).__name__} is not a studio request.", "", "invalid_input"
             )
         try:
-            op.validate(request, settings)
+            spec.operation.validate(request, settings)
             # Decoding and scaling big images is CPU work: keep the event loop free.
-            prepared = await asyncio.to_thread(op.prepare, request, settings)
+            prepared = await asyncio.to_thread(spec.operation.prepare, request, settings)
         except InvalidRequest as exc:
             return Failed(exc.message, "", "invalid_input", exc.field)
-        return op, prepared
+        return spec, prepared
 
     async def _smaller(
-        self, request: Any, op: Operation, prepared: Prepared
-    ) -> tuple[Any, Prepared] | None:
+        self, request: RequestBase, spec: Spec, prepared: Prepared
+    ) -> tuple[RequestBase, Prepared] | None:
         """The same request one resolution step lower (same seed), or None if it cannot be."""
         if prepared.work_size is None:
             return None
-        width, height = prepared.work_size
-        factor = math.sqrt(OOM_RETRY_PIXELS)
-        same_seed = replace(request, seed=prepared.seed)
-        if hasattr(request, "width") and hasattr(request, "height"):
-            retry = replace(
-                same_seed,
-                width=max(256, round_to_grid(width * factor)),
-                height=max(256, round_to_grid(height * factor)),
-            )
-            settings = self.settings
-        else:
-            retry = same_seed
-            budget = int(width * height * OOM_RETRY_PIXELS)
-            settings = replace(self.settings, max_sampling_pixels=budget)
+        retry, settings = spec.operation.smaller(
+            replace(request, seed=prepared.seed), prepared.work_size, OOM_RETRY_PIXELS,
+            self.settings,
+        )
         again = await self._prepare(retry, settings)
         if isinstance(again, Failed) or again[1].work_size == prepared.work_size:
             return None
@@ -188,25 +264,28 @@ class Studio:
 
     async def _attempt(
         self,
-        request: Any,
-        op: Operation,
+        request: RequestBase,
+        spec: Spec,
         prepared: Prepared,
         started: float,
         notes: tuple[str, ...] = (),
         extra_timings: Mapping[str, float] | None = None,
-    ) -> AsyncIterator[JobEvent]:
+    ) -> JobStream:
+        op = spec.operation
         model = prepared.diffusion_model
-        run = _Run(prepared.mode, model, model is not None and model != self.loaded_model)
+        run = _Run(prepared.mode, model, model is not None and model != self.loaded_file)
         run.timings.update(extra_timings or {})
         try:
-            template: Template = self.library.get(prepared.mode, getattr(request, "variant", None))
+            template: Template = self.library.get(
+                prepared.mode, request.variant, required=spec.roles
+            )
             upload_start = time.monotonic()
             files = {
                 role: (await self.client.upload_image(data)).load_name
                 for role, data in prepared.uploads.items()
             }
             run.timings["upload_s"] = time.monotonic() - upload_start
-            graph = bind(template, _values(template, prepared, files), nonce=new_nonce())
+            graph = bind(template, prepared.bindings(template.roles, files), nonce=new_nonce())
         except TemplateError as exc:
             yield Failed(exc.message, exc.detail, "rejected")
             return
@@ -223,19 +302,19 @@ class Studio:
                 yield Queued(position, "")  # in the studio's queue: no prompt id yet
             # Time held in the studio's own line (queued_s is ComfyUI's queue).
             run.timings["studio_wait_s"] = time.monotonic() - wait_start
-            precheck = getattr(op, "precheck_role", None)
+            precheck = op.precheck_role
             if precheck and precheck in template.output_roles:
                 node = template.output_roles[precheck]
-                async with aclosing(self._follow(graph, run, [node])) as events:
+                async with _closing(self._follow(graph, run, [node])) as events:
                     async for event in events:
                         yield event
                 outputs[precheck] = await self._fetch(run.done, node)
                 try:
-                    op.check_precheck(prepared, outputs[precheck])  # type: ignore[attr-defined]
+                    op.check_precheck(prepared, outputs[precheck])
                 except InvalidRequest as exc:
                     yield Failed(exc.message, "", "invalid_input", exc.field)
                     return
-            async with aclosing(self._follow(graph, run, None)) as events:
+            async with _closing(self._follow(graph, run, None)) as events:
                 async for event in events:
                     yield event
             turn.leave()  # ComfyUI is done with it: the next job goes while we fetch
@@ -260,37 +339,38 @@ class Studio:
             )
             return
         try:
-            images, extras = await asyncio.to_thread(op.finish, prepared, outputs)
+            result = await asyncio.to_thread(op.assemble, prepared, outputs)
         except ValueError as exc:  # e.g. a template whose #mask_output saved nothing
             yield Failed(f"The result could not be assembled: {exc}.", repr(exc), "execution")
             return
         run.timings["total_s"] = time.monotonic() - started
         yield Finished(
-            images=images,
+            images=result.images,
             seed=prepared.seed,
             timings=run.timings,
             workflow=graph,
             mode=prepared.mode,
-            extras=extras,
+            extras=result.extras,
             models_loaded=run.loading_models,
-            info=prepared.notes + notes,
+            notes=prepared.notes + notes,
             prompt_id=run.prompt_id,
         )
 
     async def _follow(
         self, graph: dict[str, Any], run: _Run, targets: list[str] | None
-    ) -> AsyncIterator[JobEvent]:
+    ) -> JobStream:
         """One submission: ComfyUI's messages → events; leaves the PromptDone in `run.done`."""
         tracker = run.tracker
         assert tracker is not None
-        kwargs: dict[str, Any] = {"timeout": self.settings.job_timeout_s}
-        if targets:
-            kwargs["partial_targets"] = targets
         run.done = None
-        async with aclosing(self.client.execute(graph, **kwargs)) as stream:
+        stream = self.client.execute(
+            graph, timeout=self.settings.job_timeout_s, partial_targets=targets or None
+        )
+        async with _closing(stream):
             async for item in stream:
                 if isinstance(item, PromptQueued):
-                    run.prompt_id, run.queued_at, run.started_at = item.prompt_id, time.monotonic(), None
+                    run.prompt_id, run.queued_at = item.prompt_id, time.monotonic()
+                    run.started_at = None
                     yield Queued(item.position, item.prompt_id)
                 elif isinstance(item, ExecutionStart):
                     run.started_at = time.monotonic()
@@ -328,7 +408,7 @@ class Studio:
         run.announced = True
         self.last_mode = run.mode
         if run.model is not None:
-            self.loaded_model = run.model
+            self.loaded_file = run.model
         return Started(run.loading_models)
 
     async def _fetch(self, done: PromptDone | None, node_id: str) -> list[Image.Image]:
@@ -346,19 +426,6 @@ class Studio:
             ) from exc
 
 
-def _values(template: Template, prepared: Prepared, files: Mapping[str, str]) -> dict[str, Any]:
-    """Role bindings: the operation's values plus the uploaded file names; an optional role
-    the template lacks is left out, any other missing role fails in bind() (MissingRole)."""
-    values: dict[str, Any] = {
-        role: dict(fields)
-        for role, fields in prepared.values.items()
-        if role in template.roles or role not in prepared.optional_roles
-    }
-    for role, name in files.items():
-        values[role] = {"file": name}
-    return values
-
-
 def _decode_preview(data: bytes) -> Image.Image | None:
     # Decoded here, not lazily: a cut-off frame must be skipped, not fail in whoever draws it.
     try:
@@ -372,4 +439,3 @@ def _decode_preview(data: bytes) -> Image.Image | None:
 
 def _size(size: tuple[int, int] | None) -> str:
     return f"{size[0]}×{size[1]}" if size else "?"
-

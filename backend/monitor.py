@@ -4,7 +4,9 @@
 watching. The poll task runs only while someone asked in the last minute, so the request rate to
 ComfyUI does not depend on how many pages are open. Readiness (which node classes and model
 files each mode needs vs what the server has) is re-checked every ~30 s and right after ComfyUI
-comes back. Error texts never contain ComfyUI's URL: they end up in the browser.
+comes back (backend/preflight.py). Error texts never contain ComfyUI's URL: they end up in the
+browser (backend/redaction.py). The modes are the registry's, read at every poll, so a mode
+registered at runtime shows up on the next one.
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
-from backend.settings import MODES, Settings
+from backend.comfy import QueueSnapshot, SystemStats
+from backend.jobs import Studio
+from backend.modes import REGISTRY, ModeRegistry, ModeSpec
+from backend.preflight import ModeReadiness, check_modes
+from backend.redaction import offline_message
+from backend.requests import RequestBase
+from backend.settings import Settings
+from backend.workflows import TemplateLibrary
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +36,42 @@ POLL_TIMEOUT_S = 10.0        # one poll never hangs the loop longer than this
 SWAP_COST_S = (5.0, 10.0)    # the operations guide: a mode switch costs 5-10 s of model load
 GB = 1024**3
 
-# Modes that run on the same diffusion model: switching between them costs no swap.
-MODEL_FAMILY: dict[str, str] = {
-    "generate": "generation model",
-    "edit": "edit model",
-    "multiref": "edit model",
-    "region_edit": "edit model",
-    "inpaint": "edit model",
-    "outpaint": "edit model",
-    "remove_background": "background-removal model",
-}
+
+class StatusClient(Protocol):
+    """What the monitor asks ComfyUI (backend.comfy.ComfyClient)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def open_socket(self) -> None: ...
+
+    async def system_stats(self) -> SystemStats: ...
+
+    async def queue(self) -> QueueSnapshot: ...
+
+    async def object_info(self) -> dict[str, Any]: ...
+
+    async def models(self, folder: str) -> list[str]: ...
+
+    async def free(self, unload_models: bool = True, free_memory: bool = True) -> None: ...
 
 
 @dataclass(frozen=True)
 class ModeStatus:
     mode: str
     ready: bool | None            # None: not checked yet (or ComfyUI offline)
-    missing: str                  # "" when ready; else what to install, in words
+    missing: str                  # "" when ready; else what to install or fix, in words
     peak_vram_gb: float
     fits: bool | None             # None when VRAM is unknown
     note: str
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """What the studio ran last, as the fit estimate needs it."""
+
+    family: str | None            # None: a mode no longer registered
+    peak_gb: float
 
 
 @dataclass(frozen=True)
@@ -67,45 +91,27 @@ class MonitorSnapshot:
     queue_pending: tuple[str, ...] = ()
     studio_waiting: int = 0                  # jobs held in the studio's own queue (scheduler)
     last_mode: str | None = None
-    loaded_model: str | None = None
+    loaded_file: str | None = None           # the diffusion model file ComfyUI last loaded
+    loaded_family: str | None = None         # the model family of the last mode
     swap_cost_s: tuple[float, float] = SWAP_COST_S
     modes: Mapping[str, ModeStatus] = field(default_factory=dict)
 
 
-def offline_message(exc: BaseException, comfy_url: str = "") -> str:
-    """A sentence for the browser: what is wrong, what to do, never the URL."""
-    name = type(exc).__name__
-    if name in ("ComfyUnreachable", "ConnectError", "ConnectTimeout", "OSError"):
-        text = "ComfyUI is not reachable. Check that it is running and that COMFYUI_URL is right."
-    elif isinstance(exc, asyncio.TimeoutError | TimeoutError) or "Timeout" in name:
-        text = "ComfyUI did not answer in time; it may be busy loading a model or overloaded."
-    else:
-        text = getattr(exc, "message", None) or f"ComfyUI answered unexpectedly ({name})."
-    return scrub(text, comfy_url)
-
-
-def scrub(text: str, comfy_url: str) -> str:
-    """Remove ComfyUI's address from a text that may reach the browser."""
-    if not comfy_url:
-        return text
-    parts = urlsplit(comfy_url)
-    for secret in filter(None, (comfy_url, parts.netloc, parts.hostname)):
-        text = text.replace(secret, "ComfyUI")
-    return text
-
-
 class Monitor:
-    def __init__(self, client: Any, settings: Settings, library: Any, studio: Any = None) -> None:
+    def __init__(
+        self,
+        client: StatusClient,
+        settings: Settings,
+        library: TemplateLibrary,
+        registry: ModeRegistry = REGISTRY,
+        studio: Studio | None = None,
+    ) -> None:
         self._client = client
         self._settings = settings
         self._library = library
+        self._registry = registry
         self._studio = studio
-        self._snap = MonitorSnapshot(
-            online=False,
-            error="Checking ComfyUI…",
-            modes={m: self._mode_status(m, None, "", None, None) for m in MODES},
-        )
-        self._readiness: dict[str, tuple[bool | None, str]] = {}
+        self._readiness: dict[str, ModeReadiness] = {}
         self._readiness_at = 0.0
         self._last_watch = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -113,13 +119,15 @@ class Monitor:
         self._wake: asyncio.Event | None = None
         self._poll_lock: asyncio.Lock | None = None
         self.polls = 0           # how many polls reached out to ComfyUI (tests, bench)
+        self._snap = MonitorSnapshot(online=False, error="Checking ComfyUI…")
+        self._snap = replace(self._snap, modes=self._modes(self._snap))
 
     # -- public ----------------------------------------------------------------------------
     def snapshot(self) -> MonitorSnapshot:
         """The latest poll, immediately. Marks "someone is watching" and starts the poller."""
         self._last_watch = time.monotonic()
         try:
-            loop = asyncio.get_running_loop()
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         if loop is not None and (self._task is None or self._task.done()):
@@ -130,12 +138,12 @@ class Monitor:
                 self._loop.call_soon_threadsafe(self._wake.set)
         elif self._wake is not None:
             self._wake.set()
-        return self._with_studio_state(self._snap)
+        return self._current(self._snap)
 
     async def refresh_now(self) -> MonitorSnapshot:
         """Poll right away (not counted as watching) and return the fresh snapshot."""
         await self._poll()
-        return self._with_studio_state(self._snap)
+        return self._current(self._snap)
 
     async def free_vram(self) -> str:
         """POST /free (unload models, free memory), then refresh; a sentence for the UI."""
@@ -147,9 +155,8 @@ class Monitor:
             log.warning("free VRAM failed: %s", exc)
             return "Could not free VRAM: " + offline_message(exc, self._settings.comfy_url)
         # ComfyUI holds no model now: the next job loads one (Started.loading_models, swaps).
-        for name in ("last_mode", "loaded_model"):
-            if getattr(self._studio, name, None) is not None:
-                setattr(self._studio, name, None)
+        if self._studio is not None:
+            self._studio.forget_loaded()
         snap = await self.refresh_now()
         if before is None or snap.vram_free is None:
             return "Asked ComfyUI to unload its models and free memory."
@@ -219,7 +226,7 @@ class Monitor:
                     online=False,
                     error=offline_message(exc, self._settings.comfy_url),
                     checked_at=time.time(),
-                    websocket_connected=bool(getattr(self._client, "connected", False)),
+                    websocket_connected=self._client.connected,
                     queue_running=(),
                     queue_pending=(),
                 )
@@ -230,16 +237,15 @@ class Monitor:
                 log.info("ComfyUI is online again")
             # The shared socket otherwise opens with the first job; /healthz and the sidebar
             # should see it connected as soon as ComfyUI answers.
-            open_socket = getattr(self._client, "open_socket", None)
-            if open_socket is not None and not getattr(self._client, "connected", True):
-                open_socket()
+            if not self._client.connected:
+                self._client.open_socket()
             device = stats.devices[0] if stats.devices else None
             snap = MonitorSnapshot(
                 online=True,
                 error=None,
                 comfyui_version=stats.comfyui_version,
                 checked_at=time.time(),
-                websocket_connected=bool(getattr(self._client, "connected", False)),
+                websocket_connected=self._client.connected,
                 device_name=device.name if device else None,
                 vram_total=device.vram_total if device else None,
                 vram_free=device.vram_free if device else None,
@@ -260,7 +266,9 @@ class Monitor:
     async def _check_readiness(self) -> None:
         try:
             async with asyncio.timeout(POLL_TIMEOUT_S * 3):
-                result = await self._readiness_by_mode()
+                result = await check_modes(
+                    self._client, self._library, self._settings, self._registry
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -269,79 +277,69 @@ class Monitor:
         self._readiness = result
         self._readiness_at = time.monotonic()
 
-    async def _readiness_by_mode(self) -> dict[str, tuple[bool | None, str]]:
-        from backend.preflight import check_modes
-
-        found = await check_modes(self._client, self._library, self._settings)
-        return {mode: (bool(r.ready), describe_missing(r)) for mode, r in found.items()}
-
     def _modes(self, snap: MonitorSnapshot) -> dict[str, ModeStatus]:
-        last = self._current_last_mode()
+        last = self._last_run()
         out = {}
-        for mode in MODES:
+        for spec in self._registry:
             # Offline: keep the last known answer (None until the first check).
-            ready, missing = self._readiness.get(mode, (None, ""))
-            out[mode] = self._mode_status(
-                mode, ready, missing, snap.vram_free, last, snap.comfy_vram_held
-            )
+            known = self._readiness.get(spec.name)
+            ready = known.ready if known is not None else None
+            missing = known.message if known is not None else ""
+            out[spec.name] = self._mode_status(spec, ready, missing, snap, last)
         return out
 
     def _mode_status(
         self,
-        mode: str,
+        spec: ModeSpec[RequestBase],
         ready: bool | None,
         missing: str,
-        vram_free: int | None,
-        last: str | None,
-        held: int | None = None,
+        snap: MonitorSnapshot,
+        last: LastRun | None,
     ) -> ModeStatus:
-        peak = float(self._settings.peak_vram_gb.get(mode, 0.0))
+        peak = spec.peak_vram(self._settings)
         fits, note = estimate_fit(
-            mode, peak, vram_free, last, self._settings.peak_vram_gb, held_bytes=held
+            spec.family.name, peak, snap.vram_free, last, held_bytes=snap.comfy_vram_held
         )
-        return ModeStatus(mode, ready, missing, peak, fits, note)
+        return ModeStatus(spec.name, ready, missing, peak, fits, note)
 
     # -- what the studio ran last -------------------------------------------------------------
-    def _current_last_mode(self) -> str | None:
-        mode = getattr(self._studio, "last_mode", None)
-        return mode if isinstance(mode, str) else None
+    def _last_run(self) -> LastRun | None:
+        mode = self._studio.last_mode if self._studio is not None else None
+        if mode is None:
+            return None
+        spec = self._registry.find(mode)
+        if spec is None:   # unregistered since it ran: no family, no peak of its own
+            return LastRun(None, 0.0)
+        return LastRun(spec.family.name, spec.peak_vram(self._settings))
 
-    def _with_studio_state(self, snap: MonitorSnapshot) -> MonitorSnapshot:
-        last = self._current_last_mode()
-        loaded = getattr(self._studio, "loaded_model", None)
-        if not isinstance(loaded, str):
-            loaded = MODEL_FAMILY.get(last) if last else None
-        scheduler = getattr(self._studio, "scheduler", None)
-        waiting = len(scheduler.waiting()) if scheduler is not None else 0
-        if (last, loaded, waiting) == (snap.last_mode, snap.loaded_model, snap.studio_waiting):
-            return snap
-        return replace(snap, last_mode=last, loaded_model=loaded, studio_waiting=waiting)
-
-
-def describe_missing(readiness: Any) -> str:
-    """What to install, in words ("" when ready)."""
-    message = getattr(readiness, "message", None)
-    if isinstance(message, str):
-        return message
-    return "; ".join(
-        f"missing {label}: " + ", ".join(map(str, items))
-        for label, items in (
-            ("node classes", getattr(readiness, "missing_classes", ())),
-            ("model files", getattr(readiness, "missing_models", ())),
+    def _current(self, snap: MonitorSnapshot) -> MonitorSnapshot:
+        """The snapshot with what the studio holds right now (cheap: no poll)."""
+        studio = self._studio
+        last = studio.last_mode if studio is not None else None
+        spec = self._registry.find(last)
+        state = (
+            last,
+            studio.loaded_file if studio is not None else None,
+            spec.family.name if spec is not None else None,
+            len(studio.scheduler.waiting()) if studio is not None else 0,
         )
-        if items
-    )
+        if state == (snap.last_mode, snap.loaded_file, snap.loaded_family, snap.studio_waiting):
+            return snap
+        last_mode, loaded_file, loaded_family, waiting = state
+        return replace(
+            snap, last_mode=last_mode, loaded_file=loaded_file, loaded_family=loaded_family,
+            studio_waiting=waiting,
+        )
 
 
 def estimate_fit(
-    mode: str,
+    family: str,
     peak_gb: float,
     vram_free: int | None,
-    last_mode: str | None,
-    peaks: Mapping[str, float],
+    last: LastRun | None,
     held_bytes: int | None = None,
 ) -> tuple[bool | None, str]:
-    """Will this mode's peak fit? Free VRAM plus what ComfyUI itself holds.
+    """Will a mode of `family` with this peak fit? Free VRAM plus what ComfyUI itself holds.
 
     ComfyUI unloads (or reuses) the models it holds when another mode needs the memory, so
     what its torch holds (`torch_vram_total - torch_vram_free` in /system_stats: the unused
@@ -355,12 +353,12 @@ def estimate_fit(
     if held_bytes is not None:
         held_gb = held_bytes / GB
     else:
-        held_gb = float(peaks.get(last_mode, 0.0)) if last_mode else 0.0
+        held_gb = last.peak_gb if last is not None else 0.0
     available = free_gb + held_gb
     fits = available >= peak_gb
-    if last_mode and MODEL_FAMILY.get(last_mode) == MODEL_FAMILY.get(mode):
-        note = f"needs ~{peak_gb:.0f} GB; the {MODEL_FAMILY[mode]} is already loaded"
-    elif last_mode:
+    if last is not None and last.family == family:
+        note = f"needs ~{peak_gb:.0f} GB; the {family} is already loaded"
+    elif last is not None:
         note = (
             f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB free + ~{held_gb:.0f} GB ComfyUI frees "
             "by unloading what it holds (a model swap costs 5-10 s)"

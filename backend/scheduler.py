@@ -26,7 +26,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,11 @@ class SchedulerConfig:
             raise ValueError(f"Invalid scheduler limits: {self}")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> SchedulerConfig:
-        # The two limits are read with defaults so settings.py can grow them independently.
+    def from_settings(cls, settings: Settings) -> SchedulerConfig:
         return cls(
             policy=settings.scheduling,
-            max_skips=int(getattr(settings, "scheduling_max_skips", DEFAULT_MAX_SKIPS)),
-            max_wait_s=float(getattr(settings, "scheduling_max_wait_s", DEFAULT_MAX_WAIT_S)),
+            max_skips=settings.scheduling_max_skips,
+            max_wait_s=settings.scheduling_max_wait_s,
         )
 
 

@@ -1,39 +1,25 @@
 """Settings read once from the environment (`STUDIO_*` and `COMFYUI_URL`); flags override.
 
 Model file names and sampling defaults live here, never as literals in operations or
-templates' bindings: every ComfyUI install names its files a little differently.
+templates' bindings: every ComfyUI install names its files a little differently. What each
+mode needs (its peak VRAM among it) is declared by the mode (backend/modes/); settings only
+carry the overrides.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-MODES: tuple[str, ...] = (
-    "generate",
-    "edit",
-    "multiref",
-    "remove_background",
-    "region_edit",
-    "inpaint",
-    "outpaint",
-)
+from backend import limits
 
 DEFAULT_COMFY_URL = "http://127.0.0.1:8188"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-# Peak VRAM per mode from the operations guide (GB). A shared GPU needs this much free.
-DEFAULT_PEAK_VRAM_GB: dict[str, float] = {
-    "generate": 30.0,
-    "edit": 30.0,
-    "multiref": 32.0,
-    "remove_background": 3.0,
-    "region_edit": 33.0,
-    "inpaint": 30.0,
-    "outpaint": 30.0,
-}
+# STUDIO_PEAK_VRAM_<MODE>=GB overrides a mode's declared peak (any mode, apps included).
+PEAK_VRAM_PREFIX = "STUDIO_PEAK_VRAM_"
 
 
 @dataclass(frozen=True)
@@ -80,9 +66,10 @@ class Settings:
     # Decoding limit against decompression bombs, and the largest accepted upload.
     max_input_pixels: int = 40_000_000
     max_upload_bytes: int = 25 * 1024 * 1024
-    max_outpaint_pad: int = 1024
+    max_outpaint_pad: int = limits.PAD.high
     job_timeout_s: float = 900.0
-    peak_vram_gb: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PEAK_VRAM_GB))
+    # Mode name → peak VRAM (GB) where the environment overrides the mode's declared one.
+    peak_vram_overrides: Mapping[str, float] = field(default_factory=dict)
     poll_interval_s: float = 2.0
     # "user:pass,user2:pass2" for the UI login; a bearer key for /v1/*.
     auth: tuple[tuple[str, str], ...] = ()
@@ -96,29 +83,38 @@ class Settings:
     scheduling_max_skips: int = 3
     scheduling_max_wait_s: float = 120.0
 
+    @property
+    def pad_knob(self) -> limits.IntKnob:
+        """The outpaint pad's limits, up to STUDIO_MAX_OUTPAINT_PAD."""
+        return limits.PAD.up_to(self.max_outpaint_pad)
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `env` (default os.environ); `overrides` (field=value, from command-line
+        flags and tests) win. replace() refuses a name that is not a field."""
         env = os.environ if env is None else env
         base = cls()
+        default_models = asdict(base.models)
         models = ModelFiles(
             **{
-                f: env.get(f"STUDIO_MODEL_{f.upper()}", getattr(base.models, f))
-                for f in ModelFiles.__dataclass_fields__
+                name: env.get(f"STUDIO_MODEL_{name.upper()}", default)
+                for name, default in default_models.items()
             }
         )
+        default_sampling = asdict(base.sampling)
         sampling = SamplingDefaults(
             **{
-                f: type(getattr(base.sampling, f))(
-                    env.get(f"STUDIO_{f.upper()}", getattr(base.sampling, f))
+                f.name: type(default_sampling[f.name])(
+                    env.get(f"STUDIO_{f.name.upper()}", default_sampling[f.name])
                 )
-                for f in SamplingDefaults.__dataclass_fields__
+                for f in fields(SamplingDefaults)
             }
         )
-        peak = dict(DEFAULT_PEAK_VRAM_GB)
-        for mode in MODES:
-            raw = env.get(f"STUDIO_PEAK_VRAM_{mode.upper()}")
-            if raw:
-                peak[mode] = float(raw)
+        peak = {
+            key.removeprefix(PEAK_VRAM_PREFIX).lower(): float(raw)
+            for key, raw in env.items()
+            if key.startswith(PEAK_VRAM_PREFIX) and raw
+        }
         settings = replace(
             base,
             comfy_url=env.get("COMFYUI_URL", base.comfy_url).rstrip("/"),
@@ -142,7 +138,7 @@ class Settings:
             max_upload_bytes=int(env.get("STUDIO_MAX_UPLOAD_BYTES", base.max_upload_bytes)),
             max_outpaint_pad=int(env.get("STUDIO_MAX_OUTPAINT_PAD", base.max_outpaint_pad)),
             job_timeout_s=float(env.get("STUDIO_JOB_TIMEOUT_S", base.job_timeout_s)),
-            peak_vram_gb=peak,
+            peak_vram_overrides=peak,
             poll_interval_s=float(env.get("STUDIO_POLL_INTERVAL_S", base.poll_interval_s)),
             auth=parse_auth(env.get("STUDIO_AUTH", "")),
             api_key=env.get("STUDIO_API_KEY") or None,

@@ -1,7 +1,7 @@
 """Run the Generate tab's Run button from outside the browser, two ways:
 
 - `ClientRunner`: gradio_client, by fn_index. The tab's run event is registered with
-  `api_visibility="private"` (ui/widgets.py `wire_run`), so `/gradio_api/info` lists no named
+  `api_visibility="private"` (ui/runner.py `wire_run`), so `/gradio_api/info` lists no named
   endpoint and gradio_client refuses it by its own client-side check, while the server runs
   it by fn_index exactly as for the page; the runner clears that flag for this one event (as
   tests/matrix/surfaces.py does).

@@ -27,7 +27,7 @@ from typing import Any
 
 from backend.context import StudioContext, build_context
 from backend.jobs import Failed, Finished
-from backend.operations import GenerateRequest
+from backend.modes.generate import GenerateRequest
 from bench.bare import BareClient, variant_of
 from bench.common import Stats, fake_process, standalone, studio_settings
 

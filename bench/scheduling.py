@@ -28,7 +28,8 @@ from PIL import Image
 
 from backend.comfy import ComfyClient
 from backend.jobs import Failed, Finished, Started, Studio
-from backend.operations import EditRequest, GenerateRequest
+from backend.modes.edit import EditRequest
+from backend.modes.generate import GenerateRequest
 from backend.scheduler import Scheduler, SchedulerConfig
 from backend.workflows import TemplateLibrary
 from bench.common import machine_lines, studio_settings

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.jobs import Failed, Finished, Queued
-from backend.operations import GenerateRequest
+from backend.modes.generate import GenerateRequest
 from bench.common import fake_process, rss_mb, standalone
 from bench.overhead import studio_context, studio_job
 

@@ -1,35 +1,30 @@
-"""The studio page: header, seven mode tabs, per-session history, status sidebar.
+"""The studio page: header, one tab per registered mode, per-session history, status sidebar.
 
 `build_ui(ctx)` only lays out and wires; every job goes through `ctx.studio.run` in the
-shared loop of `ui/widgets.py`. `launch_options()` is what `gr.mount_gradio_app` needs for
-the look (Gradio 6 takes theme/css/head there, not on Blocks).
+shared loop of `ui/runner.py`. A mode's tab is `ui/tabs/<mode>.py` when that module exists,
+else the generic tab built from the mode's declared inputs (`ui/generic_tab.py`).
+`launch_options()` is what `gr.mount_gradio_app` needs for the look (Gradio 6 takes
+theme/css/head there, not on Blocks).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 from typing import Any
 
 import gradio as gr
 
+from backend.context import StudioContext
+from ui import generic_tab, restore, sidebar, style
 from ui import history as hist
-from ui import restore, sidebar, style
-from ui.controls import TAB_LABELS
+from ui.runner import wire_run, wire_send
 from ui.session import SessionJobs
-from ui.tabs import edit, generate, inpaint, multiref, outpaint, region_edit, remove_background
-from ui.widgets import Shared, TabSpec, wire_run, wire_send
+from ui.tabspec import Shared, Spec, TabBuilder, TabSpec
 
 log = logging.getLogger(__name__)
 
-TAB_BUILDERS = {
-    "generate": generate.build,
-    "edit": edit.build,
-    "multiref": multiref.build,
-    "remove_background": remove_background.build,
-    "region_edit": region_edit.build,
-    "inpaint": inpaint.build,
-    "outpaint": outpaint.build,
-}
 # Small handlers (previews, masks, restores) may run side by side; runs have their own limit.
 DEFAULT_CONCURRENCY = 4
 QUEUE_MAX = 64
@@ -47,10 +42,21 @@ def launch_options() -> dict[str, Any]:
     return {"theme": style.theme(), "css": style.CSS, "head": style.HEAD}
 
 
-def build_ui(ctx: Any) -> gr.Blocks:
+def tab_builder(mode: Spec) -> TabBuilder:
+    """`ui/tabs/<mode>.py`'s `build` when the mode has a screen of its own, else the generic
+    tab."""
+    name = f"ui.tabs.{mode.name.replace('-', '_')}"
+    if importlib.util.find_spec(name) is None:
+        return generic_tab.build
+    builder: TabBuilder = importlib.import_module(name).build
+    return builder
+
+
+def build_ui(ctx: StudioContext) -> gr.Blocks:
     shared = Shared(ctx=ctx, store=hist.ResultStore(), sessions=SessionJobs())
+    modes = list(ctx.registry)
     with gr.Blocks(title="Banana Studio", fill_width=True, delete_cache=(3600, 86400)) as demo:
-        current_mode = gr.State("generate")
+        current_mode = gr.State(modes[0].name if modes else "")
         shared.history = gr.State([])
         side = sidebar.build_sidebar(demo, ctx, shared.sessions, current_mode)
         gr.HTML(
@@ -62,10 +68,10 @@ def build_ui(ctx: Any) -> gr.Blocks:
         specs: dict[str, TabSpec] = {}
         tab_items: dict[str, gr.Tab] = {}
         with gr.Tabs(elem_id="mode-tabs") as tabs:
-            for mode, builder in TAB_BUILDERS.items():
-                with gr.Tab(TAB_LABELS[mode], id=mode, elem_id=f"tab_{mode}") as tab:
-                    specs[mode] = builder(shared)
-                tab_items[mode] = tab
+            for mode in modes:
+                with gr.Tab(mode.title, id=mode.name, elem_id=f"tab_{mode.name}") as tab:
+                    specs[mode.name] = tab_builder(mode)(shared, mode)
+                tab_items[mode.name] = tab
         with (
             gr.Accordion("History — this session", open=True, elem_id="history"),
             gr.Row(equal_height=False),
@@ -99,8 +105,8 @@ def build_ui(ctx: Any) -> gr.Blocks:
                     elem_id="restore-png",
                 )
 
-        for mode, tab in tab_items.items():
-            tab.select(lambda m=mode: m, None, current_mode, queue=False, api_visibility="private")
+        for name, tab in tab_items.items():
+            tab.select(lambda m=name: m, None, current_mode, queue=False, api_visibility="private")
         for spec in specs.values():
             wire_run(shared, spec).then(
                 side.after_run, None, side.status, queue=False, show_progress="hidden",
@@ -108,7 +114,8 @@ def build_ui(ctx: Any) -> gr.Blocks:
             )
         wire_send(specs, tabs, current_mode)
         restore.wire_restore(
-            specs, tabs, current_mode, shared.history, shared.gallery, details, download, png_drop
+            ctx.registry, specs, tabs, current_mode, shared.history, shared.gallery, details,
+            download, png_drop,
         )
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX)
     return demo

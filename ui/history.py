@@ -33,6 +33,7 @@ MAX_FILE_AGE_S = 24 * 3600
 class HistoryEntry:
     id: str
     mode: str
+    title: str                      # the mode's tab label when it ran
     path: str                       # the result PNG (parameters + graph in its text chunks)
     params: Mapping[str, Any]
     sources: tuple[str, ...] = ()   # the input images, saved as PNGs (for compare / restore)
@@ -119,9 +120,7 @@ def gallery_items(history: Sequence[HistoryEntry] | None) -> list[tuple[str, str
 
 
 def caption(entry: HistoryEntry) -> str:
-    from ui.controls import TAB_LABELS
-
-    label = TAB_LABELS.get(entry.mode, entry.mode)
+    label = entry.title or entry.mode
     text = str(entry.params.get("prompt") or entry.params.get("region") or "").strip()
     if len(text) > 40:
         text = text[:39] + "…"
@@ -130,10 +129,9 @@ def caption(entry: HistoryEntry) -> str:
 
 def describe(entry: HistoryEntry) -> str:
     """Markdown for the selected history item: what made it."""
-    from ui.controls import TAB_LABELS
-
     p = entry.params
-    lines = [f"**{TAB_LABELS.get(entry.mode, entry.mode)}** · {time.strftime('%H:%M:%S', time.localtime(entry.created))}"]
+    when = time.strftime("%H:%M:%S", time.localtime(entry.created))
+    lines = [f"**{entry.title or entry.mode}** · {when}"]
     for key, label in (("prompt", "Prompt"), ("region", "Region"), ("negative_prompt", "Negative")):
         if p.get(key):
             lines.append(f"{label}: {_md_escape(str(p[key]))}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +22,6 @@ log = logging.getLogger(__name__)
 PARAMETERS_KEY = "parameters"
 PROMPT_KEY = "prompt"
 WORKFLOW_KEY = "workflow"
-# Parameters a PNG may carry; anything else in the chunk is ignored on restore.
-KNOWN_PARAMETERS = (
-    "mode",
-    "prompt",
-    "negative_prompt",
-    "seed",
-    "steps",
-    "cfg",
-    "width",
-    "height",
-    "variant",
-    "region",
-    "grow",
-    "feather",
-    "left",
-    "top",
-    "right",
-    "bottom",
-    "feathering",
-)
 # A restored file is only ever a small JSON text: refuse absurd chunks.
 MAX_CHUNK_CHARS = 2_000_000
 
@@ -91,8 +71,11 @@ def read_text_chunks(source: str | Path | bytes | Image.Image) -> dict[str, str]
     return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def read_parameters(source: str | Path | bytes | Image.Image) -> dict[str, Any] | None:
-    """The studio parameters stored in a PNG, or None when it carries none we understand."""
+def read_parameters(
+    source: str | Path | bytes | Image.Image, known: Collection[str]
+) -> dict[str, Any] | None:
+    """The studio parameters stored in a PNG, or None when it carries none we understand.
+    Only `known` names are kept (ui/restore.py derives them from the registered modes)."""
     raw = read_text_chunks(source).get(PARAMETERS_KEY)
     if not raw or len(raw) > MAX_CHUNK_CHARS:
         return None
@@ -103,7 +86,7 @@ def read_parameters(source: str | Path | bytes | Image.Image) -> dict[str, Any] 
         return None
     if not isinstance(data, dict) or "mode" not in data:
         return None
-    return {k: data[k] for k in KNOWN_PARAMETERS if k in data}
+    return {k: v for k, v in data.items() if k in known}
 
 
 def read_workflow(source: str | Path | bytes | Image.Image) -> dict[str, Any] | None:

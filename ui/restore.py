@@ -11,10 +11,20 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from backend.modes import InputKind, ModeRegistry
 from ui import history as hist
 from ui import metadata
-from ui.controls import TAB_LABELS
-from ui.widgets import TabSpec, editor_value, message_md
+from ui.runner import editor_value, message_md
+from ui.tabspec import COMMON_FIELDS, TabSpec
+
+PICTURES = frozenset({InputKind.IMAGE, InputKind.IMAGES, InputKind.MASK})
+
+
+def parameter_names(registry: ModeRegistry) -> frozenset[str]:
+    """What a studio PNG's parameters may carry: the mode, the common knobs, the result's size
+    and every mode's declared inputs but its pictures."""
+    declared = {i.name for spec in registry for i in spec.inputs if i.kind not in PICTURES}
+    return frozenset({"mode", "width", "height", *COMMON_FIELDS, *declared}) - {"randomize"}
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +33,7 @@ def outputs_of(specs: Mapping[str, TabSpec]) -> list[Any]:
     """Every component a restore may touch (Gradio needs them all declared)."""
     out: list[Any] = []
     for spec in specs.values():
-        out += list(spec.fields.values()) + list(spec.sources)
+        out += list(spec.settings_fields().values()) + list(spec.sources)
         out += [spec.panel.result, spec.panel.preview, spec.panel.info, spec.controls.message]
         if spec.advanced is not None:
             out.append(spec.advanced.randomize)
@@ -38,15 +48,14 @@ def outputs_of(specs: Mapping[str, TabSpec]) -> list[Any]:
 
 
 def _choices(component: Any) -> list[Any] | None:
-    choices = getattr(component, "choices", None)
-    if not choices:
+    if not isinstance(component, gr.Dropdown) or not component.choices:
         return None
-    return [c[1] if isinstance(c, tuple | list) else c for c in choices]
+    return [c[1] if isinstance(c, tuple | list) else c for c in component.choices]
 
 
 def param_updates(spec: TabSpec, params: Mapping[str, Any]) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
-    for key, comp in spec.fields.items():
+    for key, comp in spec.settings_fields().items():
         if key not in params:
             continue
         value = params[key]
@@ -86,6 +95,7 @@ def entry_updates(spec: TabSpec, entry: hist.HistoryEntry) -> dict[Any, Any]:
 
 
 def wire_restore(
+    registry: ModeRegistry,
     specs: Mapping[str, TabSpec],
     tabs: gr.Tabs,
     current_mode: gr.State,
@@ -97,6 +107,7 @@ def wire_restore(
 ) -> None:
     targets = outputs_of(specs)
     common_out = [*targets, tabs, current_mode, details, download]
+    known = parameter_names(registry)
 
     def on_select(entries: list[hist.HistoryEntry] | None, evt: gr.SelectData) -> dict[Any, Any]:
         entry = hist.find(entries, evt.index)
@@ -117,7 +128,7 @@ def wire_restore(
     def on_png(path: str | None) -> dict[Any, Any]:
         if not path:
             return {details: gr.skip()}  # never {}: Gradio reads an empty dict as one value
-        params = metadata.read_parameters(path)
+        params = metadata.read_parameters(path, known)
         if not params or params.get("mode") not in specs:
             return {details: message_md(
                 "No Banana Studio parameters in that file (only PNGs saved by the studio carry "
@@ -129,7 +140,7 @@ def wire_restore(
             tabs: gr.Tabs(selected=mode),
             current_mode: mode,
             details: message_md(
-                f"Restored the {TAB_LABELS[mode]} settings from the PNG"
+                f"Restored the {spec.mode.title} settings from the PNG"
                 + (f" (seed {params['seed']})." if params.get("seed") is not None else "."),
                 "ok"),
             spec.controls.message: "",
@@ -146,7 +157,7 @@ def wire_restore(
         source = spec.sources[0]
 
         def on_upload(path: str | None, _spec: TabSpec = spec) -> dict[Any, Any]:
-            params = metadata.read_parameters(path) if path is not None else None
+            params = metadata.read_parameters(path, known) if path is not None else None
             if not params or params.get("mode") != _spec.mode:
                 return {_spec.controls.message: gr.skip()}
             out = param_updates(_spec, params)
@@ -154,6 +165,6 @@ def wire_restore(
                 "This PNG came from the studio: its settings were restored.", "ok")
             return out
 
-        source.upload(on_upload, [source], list(spec.fields.values()) + (
+        source.upload(on_upload, [source], list(spec.settings_fields().values()) + (
             [spec.advanced.randomize] if spec.advanced is not None else []
         ) + [spec.controls.message], show_progress="hidden", api_visibility="private")

@@ -12,14 +12,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
-from backend.monitor import scrub
-from ui.controls import TAB_LABELS
+from backend.context import StudioContext
+from backend.modes import ModeRegistry
+from backend.monitor import MonitorSnapshot
+from backend.redaction import scrub
+from backend.warmup import WarmupResult, warm_up
+from ui.runner import RUN_CONCURRENCY, RUN_CONCURRENCY_ID, redact
 from ui.session import SessionJob, SessionJobs
-from ui.widgets import RUN_CONCURRENCY, RUN_CONCURRENCY_ID, redact
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +49,21 @@ def _bar(label: str, used: int | None, total: int | None, elem: str) -> str:
     )
 
 
-def _queue_html(snap: Any, mine: Sequence[SessionJob]) -> str:
+def _title(registry: ModeRegistry, mode: str) -> str:
+    spec = registry.find(mode)
+    return spec.title if spec is not None else mode
+
+
+def _queue_html(snap: MonitorSnapshot, mine: Sequence[SessionJob], registry: ModeRegistry) -> str:
     running, pending = tuple(snap.queue_running), tuple(snap.queue_pending)
     head = f"<b>{len(running)}</b> running · <b>{len(pending)}</b> waiting"
-    held = int(getattr(snap, "studio_waiting", 0) or 0)
+    held = snap.studio_waiting
     if held:
         # Jobs the studio holds back so ComfyUI gets one at a time (grouped by model).
         head += f" · <b>{held}</b> in the studio's line"
     rows = []
     for job in mine:
-        label = TAB_LABELS.get(job.mode, job.mode)
+        label = _title(registry, job.mode)
         if not job.prompt_id:
             where = f"#{job.position + 1} in the studio's line"
         elif job.prompt_id in running:
@@ -70,10 +77,11 @@ def _queue_html(snap: Any, mine: Sequence[SessionJob]) -> str:
     return f"<div class='queue'><div>{head}</div>{mine_html}</div>"
 
 
-def _mode_rows(snap: Any) -> str:
+def _mode_rows(snap: MonitorSnapshot, registry: ModeRegistry) -> str:
     rows = []
-    for mode, label in TAB_LABELS.items():
-        st = snap.modes.get(mode) if snap.modes else None
+    for spec in registry:
+        label = spec.title
+        st = snap.modes.get(spec.name) if snap.modes else None
         if st is None:
             continue
         if st.ready is None:
@@ -94,12 +102,12 @@ def _mode_rows(snap: Any) -> str:
             f"{html.escape(label)}</span>{ready}{fit}</div>"
         )
     missing = [
-        f"<li><b>{html.escape(TAB_LABELS.get(m, m))}</b>: {html.escape(st.missing)}</li>"
+        f"<li><b>{html.escape(_title(registry, m))}</b>: {html.escape(st.missing)}</li>"
         for m, st in (snap.modes or {}).items()
         if st.ready is False and st.missing
     ]
     tight = [
-        f"<li><b>{html.escape(TAB_LABELS.get(m, m))}</b>: {html.escape(st.note)}</li>"
+        f"<li><b>{html.escape(_title(registry, m))}</b>: {html.escape(st.note)}</li>"
         for m, st in (snap.modes or {}).items()
         if st.fits is False
     ]
@@ -113,7 +121,12 @@ def _mode_rows(snap: Any) -> str:
     return f"<div class='modes'>{head}{''.join(rows)}</div>{detail}"
 
 
-def render(snap: Any, mine: Sequence[SessionJob] = (), comfy_url: str = "") -> str:
+def render(
+    snap: MonitorSnapshot,
+    registry: ModeRegistry,
+    mine: Sequence[SessionJob] = (),
+    comfy_url: str = "",
+) -> str:
     """The sidebar's HTML for one snapshot (pure: unit-testable without a server)."""
     if snap.online:
         version = f" · v{html.escape(snap.comfyui_version)}" if snap.comfyui_version else ""
@@ -130,10 +143,10 @@ def render(snap: Any, mine: Sequence[SessionJob] = (), comfy_url: str = "") -> s
     vram_used = None if snap.vram_total is None or snap.vram_free is None else snap.vram_total - snap.vram_free
     ram_used = None if snap.ram_total is None or snap.ram_free is None else snap.ram_total - snap.ram_free
     if snap.last_mode:
-        model = html.escape(snap.loaded_model or "a model")
+        model = html.escape(snap.loaded_file or snap.loaded_family or "a model")
         lo, hi = snap.swap_cost_s
         loaded = (
-            f"<div class='loaded'>Last run: <b>{html.escape(TAB_LABELS.get(snap.last_mode, snap.last_mode))}</b>"
+            f"<div class='loaded'>Last run: <b>{html.escape(_title(registry, snap.last_mode))}</b>"
             f" — the {model} is likely in memory. Switching to another model costs "
             f"~{lo:.0f}–{hi:.0f} s.</div>"
         )
@@ -148,9 +161,9 @@ def render(snap: Any, mine: Sequence[SessionJob] = (), comfy_url: str = "") -> s
         f"{_bar('VRAM', vram_used, snap.vram_total, 'vram_meter')}"
         f"{_bar('RAM', ram_used, snap.ram_total, 'ram_meter')}"
         "<div class='side-title'>Queue</div>"
-        f"{_queue_html(snap, mine)}"
+        f"{_queue_html(snap, mine, registry)}"
         "<div class='side-title'>Models</div>"
-        f"{loaded}{_mode_rows(snap)}{checked}"
+        f"{loaded}{_mode_rows(snap, registry)}{checked}"
         "</div>"
     )
 
@@ -162,10 +175,10 @@ class SidebarHandle:
 
 
 def build_sidebar(
-    demo: gr.Blocks, ctx: Any, sessions: SessionJobs, current_mode: gr.State
+    demo: gr.Blocks, ctx: StudioContext, sessions: SessionJobs, current_mode: gr.State
 ) -> SidebarHandle:
     """Call inside the Blocks; `after_run` refreshes the panel once a job ends."""
-    comfy_url = getattr(ctx.settings, "comfy_url", "")
+    comfy_url = ctx.settings.comfy_url
 
     def snapshot_html(request: gr.Request) -> str:
         try:
@@ -173,7 +186,7 @@ def build_sidebar(
         except Exception:  # never let the status panel take the page down
             log.exception("monitor snapshot failed")
             return "<div class='conn offline'><span class='dot'></span>Status unavailable</div>"
-        return render(snap, sessions.of(getattr(request, "session_hash", None)), comfy_url)
+        return render(snap, ctx.registry, sessions.of(request.session_hash), comfy_url)
 
     with gr.Sidebar(label="Status", open=True, width=330, position="left", elem_id="sidebar"):
         gr.HTML("<div class='side-brand'>Server status</div>", padding=False)
@@ -203,21 +216,20 @@ def build_sidebar(
         except Exception as exc:
             log.warning("free VRAM failed: %s", exc)
             text = "Could not free VRAM: ComfyUI is not reachable."
-        return redact(text, ctx), snapshot_html(request)
+        return redact(text, comfy_url), snapshot_html(request)
 
     free.click(on_free, None, [action, status], queue=False, api_visibility="private")
 
     async def on_warm(mode: str | None, request: gr.Request) -> tuple[str, str]:
-        from backend.warmup import warm_up
-
-        mode = mode or "generate"
+        mode = mode or ctx.registry.names()[0]
         try:
             # "all": the guide's start-of-day step, a tiny request per mode.
             results = await warm_up(ctx.studio, modes=None if mode == "all" else [mode])
         except Exception as exc:
             log.warning("warm-up failed: %s", exc)
-            return redact(f"Warm-up failed: {exc}", ctx), snapshot_html(request)
-        return redact(_describe_warmup(results, mode), ctx), snapshot_html(request)
+            return redact(f"Warm-up failed: {exc}", comfy_url), snapshot_html(request)
+        text = _describe_warmup(results, mode, ctx.registry)
+        return redact(text, comfy_url), snapshot_html(request)
 
     warm_options = {
         "show_progress": "minimal",
@@ -244,19 +256,15 @@ def build_sidebar(
     return SidebarHandle(status, after_run)
 
 
-def _describe_warmup(results: Sequence[Any], mode: str) -> str:
-    label = "any mode" if mode == "all" else TAB_LABELS.get(mode, mode)
+def _describe_warmup(results: Sequence[WarmupResult], mode: str, registry: ModeRegistry) -> str:
+    label = "any mode" if mode == "all" else _title(registry, mode)
     if not results:
         return f"Nothing to warm up for {label}."
     parts = []
     for r in results:
-        text = getattr(r, "message", None) or getattr(r, "detail", None)
-        ok = getattr(r, "ok", None)
-        secs = getattr(r, "seconds", None) or getattr(r, "elapsed_s", None)
-        name = TAB_LABELS.get(getattr(r, "mode", mode), mode)
-        if ok:
-            took = f" in {secs:.1f} s" if isinstance(secs, int | float) else ""
-            parts.append(f"{name} is warm{took}.")
+        name = _title(registry, r.mode)
+        if r.ok:
+            parts.append(f"{name} is warm in {r.seconds:.1f} s.")
         else:
-            parts.append(f"{name}: {text or 'warm-up failed'}")
+            parts.append(f"{name}: {r.message or 'warm-up failed'}")
     return " ".join(parts)

@@ -1,46 +1,47 @@
 """`POST /v1/images/edits`: the multipart form → one request per image to produce.
 
-The model picks the mode; "qwen-image-edit" picks edit, multi-ref (several images) or inpaint
-(a mask) from what was sent. Images are decoded here, once, with the studio's safe decoder, so
-the mask can be checked against the image before anything reaches ComfyUI.
+The model picks the mode; the route's default model ("qwen-image-edit") also picks a mode
+that shares it (`ApiSpec.shares_default`) when what was sent fits that mode better: a mask
+picks the mode that takes one, several images the mode that takes several. Images are decoded
+here, once, with the studio's safe decoder, so the mask can be checked against the image
+before anything reaches ComfyUI; each mode then turns the form into its request
+(`ApiSpec.build`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
 
+from backend import limits
 from backend.api.body_limits import describe_size
 from backend.api.errors import ApiError
 from backend.api.schemas import (
-    DEFAULT_EDIT_MODEL,
-    EDIT_MODELS,
+    ApiModel,
+    Common,
     ModelChoice,
-    optional_int,
+    Variants,
     parse_common,
     pick_model,
     seed_for,
     text,
 )
-from backend.operations import (
-    EditRequest,
-    InpaintRequest,
-    InvalidRequest,
-    MultiRefRequest,
-    OutpaintRequest,
-    RegionEditRequest,
-    RemoveBackgroundRequest,
-)
+from backend.modes import ApiInput, ApiRoute, InputKind, ModeRegistry, ModeSpec
 from backend.operations.images import decode_image
+from backend.requests import InvalidRequest, RequestBase
 from backend.settings import Settings
 
-MAX_IMAGES = 3
 IMAGE_FIELDS = ("image", "image[]")
-PAD_FIELDS = ("pad_left", "pad_top", "pad_right", "pad_bottom")
+MASK_FIELDS = ("mask", "mask[]")
+# Request fields of the operations that the API calls by another name.
+PARAM_NAMES = {"width": "size", "height": "size", "images": "image", "image1": "image"}
+Spec = ModeSpec[RequestBase]
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,19 @@ class EditForm:
     mask: bytes | None
 
 
-async def read_form(request: Any, settings: Settings) -> EditForm:
+def api_param(field: str | None) -> str | None:
+    """The API's name for a request field that an operation named in an error."""
+    return PARAM_NAMES.get(field or "", field)
+
+
+def models_of(specs: Sequence[Spec]) -> list[ApiModel]:
+    return [ApiModel(model, s.name) for s in specs if s.api is not None for model in s.api.models]
+
+
+async def read_form(request: Request, settings: Settings) -> EditForm:
     """Read the multipart body; 413 for files over the upload limit, 400 for a bad form."""
     try:
-        form = await request.form(max_files=MAX_IMAGES + 2, max_fields=64)
+        form = await request.form(max_files=limits.REFERENCES.high + 2, max_fields=64)
     except ApiError:
         raise
     except Exception as exc:  # malformed multipart, too many parts, not a form at all
@@ -67,12 +77,12 @@ async def read_form(request: Any, settings: Settings) -> EditForm:
     fields: dict[str, Any] = {}
     try:
         for key, value in form.multi_items():
-            if hasattr(value, "read"):
+            if isinstance(value, UploadFile):
                 data = await value.read()
                 if len(data) > settings.max_upload_bytes:
                     raise ApiError(
                         413,
-                        f"The file '{getattr(value, 'filename', key)}' is "
+                        f"The file '{value.filename or key}' is "
                         f"{describe_size(len(data))}; the limit is "
                         f"{describe_size(settings.max_upload_bytes)}.",
                         param=key,
@@ -80,7 +90,7 @@ async def read_form(request: Any, settings: Settings) -> EditForm:
                     )
                 if key in IMAGE_FIELDS:
                     images.append(data)
-                elif key in ("mask", "mask[]"):
+                elif key in MASK_FIELDS:
                     mask = data
                 else:
                     raise ApiError(400, f"Unexpected file field '{key}'.", param=key)
@@ -126,39 +136,55 @@ def _decode(data: bytes, settings: Settings, param: str, prefix: str = "") -> Im
         raise ApiError(400, prefix + exc.message, param=param) from None
 
 
+def _shared_pick(specs: Sequence[Spec], owner: Spec, form: EditForm) -> Spec:
+    """The mode the route's default model means for what was sent: a mask picks the mode
+    that takes one, several images the mode that takes several, anything else the owner."""
+    sharing = [s for s in specs if s.api is not None and s.api.shares_default]
+    if form.mask is not None:
+        return next((s for s in sharing if s.has(InputKind.MASK)), owner)
+    if len(form.images) > 1:
+        return next((s for s in sharing if s.max_images > 1), owner)
+    return owner
+
+
 def build_edit_requests(
-    form: EditForm, settings: Settings, variants: Callable[[str], list[str]]
-) -> tuple[ModelChoice, list[Any]]:
+    form: EditForm, settings: Settings, registry: ModeRegistry, variants: Variants
+) -> tuple[ModelChoice, list[RequestBase]]:
     """Pick the mode and build n requests (seed, seed+1, … when a seed was given)."""
     f = form.fields
-    choice = pick_model(f.get("model"), EDIT_MODELS, DEFAULT_EDIT_MODEL, variants)
+    specs = registry.on_route(ApiRoute.EDITS)
+    choice = pick_model(f.get("model"), models_of(specs), variants)
     common = parse_common(f)
     if not form.images:
         raise ApiError(400, "Attach an image ('image' file field).", param="image")
-    if len(form.images) > MAX_IMAGES:
-        raise ApiError(
-            400, f"At most {MAX_IMAGES} images (got {len(form.images)}).", param="image"
-        )
-    mode = choice.mode
-    if choice.model == DEFAULT_EDIT_MODEL:
-        mode = "inpaint" if form.mask is not None else "multiref" if len(form.images) > 1 else "edit"
-    if mode != "multiref" and len(form.images) > 1:
-        raise ApiError(
-            400,
-            f"{choice.model} takes one image; use qwen-image-multiref (or qwen-image-edit "
-            "without a mask) for up to three.",
-            param="image",
-        )
-    if form.mask is not None and mode != "inpaint":
+    most = limits.REFERENCES.high
+    if len(form.images) > most:
+        raise ApiError(400, f"At most {most} images (got {len(form.images)}).", param="image")
+    spec = registry.get(choice.mode)
+    models = models_of(specs)
+    default = models[0].id
+    if choice.model == default:
+        spec = _shared_pick(specs, spec, form)
+    if len(form.images) > max(spec.max_images, 1):
+        several = next((m.id for m in models if registry.get(m.mode).max_images > 1), None)
+        also = f"; use {several} (or {default} without a mask) for up to {most}" if several else ""
+        raise ApiError(400, f"{choice.model} takes one image{also}.", param="image")
+    if form.mask is not None and not spec.has(InputKind.MASK):
         raise ApiError(400, f"{choice.model} does not take a mask.", param="mask")
     # Decoded here for early 400s and the mask's size check; the requests get the bytes, so
     # the operation decodes them itself and its notes (first GIF frame…) reach the answer.
     images = [_decode(data, settings, "image") for data in form.images]
-    prompt = text(f.get("prompt"), "prompt", required=mode in _PROMPT_REQUIRED)
-    make = _builder(mode, f, images, form, settings)
-    requests = [
-        make(
-            prompt,
+    prompt = text(f.get("prompt"), "prompt", required=spec.prompt_required)
+    mask = openai_mask(form.mask, images[0].size, settings) if form.mask is not None else None
+    base = build_request(spec, ApiInput(f, prompt, form.images, mask, settings))
+    return ModelChoice(choice.model, spec.name, choice.variant), per_image(base, common, choice)
+
+
+def per_image(base: RequestBase, common: Common, choice: ModelChoice) -> list[RequestBase]:
+    """n copies of a request with the fields both routes share (seed, seed+1, …)."""
+    return [
+        replace(
+            base,
             seed=seed_for(common, i),
             steps=common.steps,
             cfg=common.cfg,
@@ -167,51 +193,13 @@ def build_edit_requests(
         )
         for i in range(common.n)
     ]
-    return ModelChoice(choice.model, mode, choice.variant), requests
 
 
-_PROMPT_REQUIRED = frozenset({"edit", "multiref", "inpaint", "region_edit"})
-
-
-def _builder(
-    mode: str, f: dict[str, Any], images: list[Image.Image], form: EditForm, settings: Settings
-) -> Callable[..., Any]:
-    image = form.images[0]
-    if mode == "edit":
-        return lambda prompt, **kw: EditRequest(image=image, prompt=prompt, **kw)
-    if mode == "multiref":
-        return lambda prompt, **kw: MultiRefRequest(images=form.images, prompt=prompt, **kw)
-    if mode == "inpaint":
-        if form.mask is None:
-            raise ApiError(400, "Inpainting needs a 'mask' file.", param="mask")
-        mask = openai_mask(form.mask, images[0].size, settings)
-        return lambda prompt, **kw: InpaintRequest(image=image, mask=mask, prompt=prompt, **kw)
-    if mode == "outpaint":
-        pads = {
-            name.removeprefix("pad_"): optional_int(f.get(name), name) or 0 for name in PAD_FIELDS
-        }
-        for side, value in pads.items():
-            # Checked here so the error names the form field (pad_right), not the request's.
-            if not 0 <= value <= settings.max_outpaint_pad:
-                raise ApiError(
-                    400,
-                    f"'pad_{side}' must be between 0 and {settings.max_outpaint_pad} pixels "
-                    f"(got {value}).",
-                    param=f"pad_{side}",
-                )
-        if not any(pads.values()):
-            raise ApiError(
-                400,
-                "Outpainting needs at least one of pad_left, pad_top, pad_right, pad_bottom.",
-                param="pad_left",
-            )
-        return lambda prompt, **kw: OutpaintRequest(image=image, prompt=prompt, **pads, **kw)
-    if mode == "region_edit":
-        region = text(f.get("region"), "region", required=True)
-        return lambda prompt, **kw: RegionEditRequest(
-            image=image, region=region, prompt=prompt, **kw
-        )
-    if mode == "remove_background":
-        return lambda prompt, **kw: RemoveBackgroundRequest(image=image, **kw)
-    raise ApiError(400, f"Unknown edit mode '{mode}'.", param="model")
-
+def build_request(spec: Spec, call: ApiInput) -> RequestBase:
+    """The mode's request from what the route read; its refusals become 400s."""
+    if spec.api is None:
+        raise ApiError(400, f"The {spec.title} mode has no API model.", param="model")
+    try:
+        return spec.api.build(call)
+    except InvalidRequest as exc:
+        raise ApiError(400, exc.message, param=api_param(exc.field)) from None

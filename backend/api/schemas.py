@@ -7,31 +7,25 @@ the parameter, instead of FastAPI's 422 list.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backend import limits
 from backend.api.errors import ApiError
-from backend.operations.base import MAX_SEED
 
-GRID = 16
 DEFAULT_SIZE = (1024, 1024)
-MAX_N = 4
 OWNER = "banana-studio"
-
-# Model id → mode. "qwen-image-edit" picks edit / multiref / inpaint from what was sent.
-GENERATE_MODELS: dict[str, str] = {"qwen-image": "generate"}
-EDIT_MODELS: dict[str, str] = {
-    "qwen-image-edit": "edit",
-    "qwen-image-multiref": "multiref",
-    "qwen-image-inpaint": "inpaint",
-    "qwen-image-outpaint": "outpaint",
-    "qwen-image-region-edit": "region_edit",
-    "qwen-image-remove-background": "remove_background",
-}
-DEFAULT_GENERATE_MODEL = "qwen-image"
-DEFAULT_EDIT_MODEL = "qwen-image-edit"
 DEFAULT_VARIANT = "default"
+Variants = Callable[[str], list[str]]
+
+
+@dataclass(frozen=True)
+class ApiModel:
+    """One model id a route accepts and the mode behind it (from the mode registry)."""
+
+    id: str
+    mode: str
 
 
 @dataclass(frozen=True)
@@ -41,21 +35,21 @@ class ModelChoice:
     variant: str | None   # None = the mode's default template
 
 
-def model_ids(bases: Mapping[str, str], variants: Callable[[str], list[str]]) -> list[str]:
+def model_ids(models: Sequence[ApiModel], variants: Variants) -> list[str]:
     """Every id a route accepts: each base, plus base-<variant> for each non-default template."""
     ids = []
-    for base, mode in bases.items():
-        ids.append(base)
-        ids.extend(f"{base}-{v}" for v in variants(mode) if v != DEFAULT_VARIANT)
+    for model in models:
+        ids.append(model.id)
+        ids.extend(f"{model.id}-{v}" for v in variants(model.mode) if v != DEFAULT_VARIANT)
     return ids
 
 
-def pick_model(
-    raw: Any, bases: Mapping[str, str], default: str, variants: Callable[[str], list[str]]
-) -> ModelChoice:
-    """`qwen-image`, `qwen-image-turbo`, `vendor/qwen-image` … → mode and template variant."""
+def pick_model(raw: Any, models: Sequence[ApiModel], variants: Variants) -> ModelChoice:
+    """`qwen-image`, `qwen-image-turbo`, `vendor/qwen-image` … → mode and template variant.
+    No model (or "") is the route's default: its first."""
+    bases = {m.id: m.mode for m in models}
     if raw is None or raw == "":
-        raw = default
+        raw = models[0].id
     if not isinstance(raw, str):
         raise ApiError(400, "'model' must be a string.", param="model", code="invalid_model")
     name = raw.strip().rsplit("/", 1)[-1].lower()   # gateways prefix a vendor: "org/qwen-image"
@@ -67,7 +61,7 @@ def pick_model(
             variant = name[len(base) + 1 :]
             if variant in variants(bases[base]):
                 return ModelChoice(name, bases[base], variant)
-    known = ", ".join(model_ids(bases, variants))
+    known = ", ".join(model_ids(models, variants))
     raise ApiError(
         400,
         f"The model '{raw}' does not exist here. Use one of: {known}.",
@@ -88,19 +82,20 @@ def parse_size(raw: Any, max_pixels: int, *, param: str = "size") -> tuple[int, 
             code="invalid_size",
         )
     width, height = int(w_text), int(h_text)
+    grid = limits.GRID
     for label, value in (("Width", width), ("Height", height)):
-        if value < GRID or value % GRID:
-            low = max(GRID, value // GRID * GRID)
+        if value < grid or value % grid:
+            low = max(grid, value // grid * grid)
             raise ApiError(
                 400,
-                f"{label} {value} is not a multiple of {GRID}; try {low} or {low + GRID}.",
+                f"{label} {value} is not a multiple of {grid}; try {low} or {low + grid}.",
                 param=param,
                 code="invalid_size",
             )
     if width * height > max_pixels:
         scale = math.sqrt(max_pixels / (width * height))
-        w = max(GRID, int(width * scale) // GRID * GRID)
-        h = max(GRID, int(height * scale) // GRID * GRID)
+        w = max(grid, int(width * scale) // grid * grid)
+        h = max(grid, int(height * scale) // grid * grid)
         raise ApiError(
             400,
             f"{width}x{height} is over the pixel budget of {max_pixels} pixels; try {w}x{h}.",
@@ -119,8 +114,11 @@ def parse_n(raw: Any) -> int:
             raise ValueError
     except (TypeError, ValueError):
         raise ApiError(400, "'n' must be a whole number.", param="n") from None
-    if not 1 <= n <= MAX_N:
-        raise ApiError(400, f"'n' must be between 1 and {MAX_N} (got {n}).", param="n")
+    if not limits.BATCH.low <= n <= limits.BATCH.high:
+        raise ApiError(
+            400, f"'n' must be between {limits.BATCH.low} and {limits.BATCH.high} (got {n}).",
+            param="n",
+        )
     return n
 
 
@@ -202,4 +200,4 @@ def parse_common(body: Mapping[str, Any]) -> Common:
 def seed_for(common: Common, index: int) -> int | None:
     """n images from one seed must differ: seed, seed+1, … (random when no seed was given),
     wrapping past the largest seed rather than failing on a seed the caller never sent."""
-    return None if common.seed is None else (common.seed + index) % (MAX_SEED + 1)
+    return None if common.seed is None else (common.seed + index) % (limits.MAX_SEED + 1)

@@ -154,6 +154,11 @@ class SocketHub:
                 await self._up.wait()
         return self._connected
 
+    def is_closed(self) -> bool:
+        # A call, not an attribute: aclose() flips it across awaits, which type narrowing
+        # of an attribute would not see.
+        return self._closed
+
     async def aclose(self) -> None:
         self._closed = True
         for task in (self._probe, self._task):
@@ -211,7 +216,7 @@ class SocketHub:
 
     async def _run(self) -> None:
         delay = BACKOFF_START_S
-        while not self._closed:
+        while not self.is_closed():
             try:
                 async with connect(
                     self.ws_url, open_timeout=self._open_timeout, max_size=None,
@@ -246,7 +251,7 @@ class SocketHub:
                 self._ws = None
                 self._set_connected(False)
                 self._attempted.set()
-            if self._closed:
+            if self.is_closed():
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)

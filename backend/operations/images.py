@@ -18,11 +18,13 @@ import io
 import logging
 import warnings
 from struct import error as struct_error
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .base import InvalidRequest
+from backend.requests import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ def decode_image(
 
 
 def _open_checked(data: bytes, max_pixels: int, field: str) -> Image.Image:
+    image: Image.Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -137,17 +140,19 @@ def to_rgb_or_rgba(image: Image.Image) -> Image.Image:
     if mode in ("LA", "La", "PA", "RGBa"):
         return image.convert("RGBA")
     if mode == "P":
-        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+        palette = image.palette
+        has_alpha = "transparency" in image.info or (palette is not None and palette.mode == "RGBA")
         return image.convert("RGBA" if has_alpha else "RGB")
     return image.convert("RGB")  # 1, L, CMYK, YCbCr, LAB, HSV, RGBX
 
 
-def _to_8bit(array: np.ndarray) -> np.ndarray:
+def _to_8bit(array: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
     """16-bit or float grayscale → uint8, scaling the range instead of clipping it."""
     if array.dtype.kind == "f":
         top = 1.0 if float(np.nanmax(array, initial=0.0)) <= 1.0 else 255.0
-        return np.clip(np.nan_to_num(array) * (255.0 / top), 0, 255).round().astype(np.uint8)
-    wide = array.astype(np.int64)
+        scaled: npt.NDArray[np.float64] = np.nan_to_num(array) * (255.0 / top)
+        return np.clip(scaled, 0, 255).round().astype(np.uint8)
+    wide: npt.NDArray[np.int64] = array.astype(np.int64)
     return (np.clip(wide, 0, 65535) >> 8).astype(np.uint8)
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from backend.requests import ImageInput
 from backend.settings import Settings
 
-from .base import ImageInput, check_image_present
+from .base import check_image_present
 from .images import decode_image, encode_png, flatten
 from .sizing import working_size
 

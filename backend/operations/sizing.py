@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-GRID = 16
+from backend.limits import GRID
 
 
 def round_to_grid(value: float, grid: int = GRID) -> int:

@@ -1,10 +1,10 @@
 """Binding: a template plus the studio's values by role → the graph to post to `/prompt`.
 
 Never by node id (ids change on every re-export). A value for a role the template lacks is
-an error, never a skip (trap 2: the template's default prompt ran instead of the user's).
-Image slots without a value are pruned with what only they feed, never filled with a
+an error, never a skip (a silent skip once ran the template's default prompt instead of the
+user's). Image slots without a value are pruned with what only they feed, never filled with a
 placeholder file. Each output SaveImage gets a per-submission nonce in its file name prefix,
-so an identical resubmission is not served from ComfyUI's cache (trap 8).
+so an identical resubmission is not served from ComfyUI's cache.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ def requirements(
     Template file names are only defaults; `model_names` (`{"unet": ..., "clip": ...,
     "vae": ...}`, by role) replaces them on that role's nodes, as binding would.
     """
+    graph: Mapping[str, Any]
     if isinstance(graph_or_template, Template):
         graph = graph_or_template.graph
         overrides = {

@@ -95,41 +95,6 @@ IMAGE_SLOT_ROLES: frozenset[str] = frozenset({"image", "image1", "image2", "imag
 # Roles whose SaveImage gets the per-submission nonce in its filename prefix.
 OUTPUT_ROLES: frozenset[str] = frozenset({"output", "mask_output"})
 
-# What each mode's template must carry. Loading a template for a mode checks these, so a
-# user-authored template that lacks one fails with the mode, the file and the role named.
-MODE_ROLES: dict[str, frozenset[str]] = {
-    "generate": frozenset(
-        {"unet", "clip", "vae", "prompt", "negative", "latent", "sampler", "output"}
-    ),
-    "edit": frozenset({"unet", "clip", "vae", "prompt", "negative", "image", "sampler", "output"}),
-    "multiref": frozenset(
-        {"unet", "clip", "vae", "prompt", "negative", "image1", "sampler", "output"}
-    ),
-    "remove_background": frozenset({"image", "rmbg", "output"}),
-    "region_edit": frozenset(
-        {
-            "unet",
-            "clip",
-            "vae",
-            "prompt",
-            "negative",
-            "image",
-            "region",
-            "grow",
-            "sampler",
-            "output",
-            "mask_output",
-        }
-    ),
-    "inpaint": frozenset(
-        {"unet", "clip", "vae", "prompt", "negative", "image", "mask", "sampler", "output"}
-    ),
-    "outpaint": frozenset(
-        {"unet", "clip", "vae", "prompt", "negative", "image", "pad", "sampler", "output"}
-    ),
-}
-
-
 def roles_in_title(title: str) -> list[str]:
     """`"Positive prompt #prompt"` → `["prompt"]`; unknown words after # are ignored."""
     return [r for r in ROLE_PATTERN.findall(title or "") if r in ROLES]

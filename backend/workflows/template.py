@@ -1,9 +1,10 @@
 """Templates: API-format ComfyUI workflows in `workflows/`, found by mode and variant.
 
 `<mode>.json` is a mode's default template and `<mode>.<variant>.json` a variant. Loading
-strips keys that are not nodes (trap 1: metadata keys crash `/prompt`), finds the role of
-every node from its title, and checks that the mode's required roles are all present, so a
-user-authored template fails when it is loaded, naming the mode, the file and the role.
+strips keys that are not nodes (ComfyUI's `/prompt` fails on a metadata key such as an
+exported "extra" entry), finds the role of every node from its title, and checks that the
+roles the mode needs (its `ModeSpec.roles`, passed in) are all present, so a user-authored
+template fails when it is loaded, naming the mode, the file and the role.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import json
 import logging
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.workflows.roles import MODE_ROLES, OUTPUT_ROLES, ROLES, roles_in_title
+from backend.workflows.roles import OUTPUT_ROLES, ROLES, roles_in_title
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VARIANT = "default"
-# Variant names come from requests: keep them to plain words so they can never leave the folder.
+# Mode and variant names end up in file paths: plain words only, so they never leave the folder.
 VARIANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+MODE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class TemplateError(Exception):
@@ -66,6 +69,12 @@ class Template:
 
     def nodes_with(self, role: str) -> list[str]:
         return list(self.roles.get(role, ()))
+
+    def require(self, roles: Collection[str]) -> None:
+        """MissingRole (naming the first, alphabetically) unless every role is here."""
+        missing = sorted(set(roles) - self.roles.keys())
+        if missing:
+            raise MissingRole(self.mode, self.path, missing[0])
 
 
 def split_name(path: Path) -> tuple[str, str]:
@@ -125,13 +134,14 @@ def find_roles(graph: dict[str, dict[str, Any]], path: Path) -> dict[str, list[s
     return roles
 
 
-def load_template(path: Path | str) -> Template:
+def load_template(path: Path | str, required: Collection[str] = ()) -> Template:
+    """Load one template; `required` are the roles its mode needs (MissingRole names one)."""
     path = Path(path)
     mode, variant = split_name(path)
-    if mode not in MODE_ROLES:
+    if not MODE_PATTERN.match(mode):
         raise TemplateError(
-            f"{path}: '{mode}' is not a mode (file names are <mode>.json or "
-            f"<mode>.<variant>.json; modes: {', '.join(MODE_ROLES)})."
+            f"{path}: '{mode}' is not a mode name (file names are <mode>.json or "
+            "<mode>.<variant>.json)."
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -141,29 +151,33 @@ def load_template(path: Path | str) -> Template:
         raise TemplateError(f"{path} could not be read as JSON: {exc}", detail=repr(exc)) from exc
     graph = parse_graph(data, path)
     roles = find_roles(graph, path)
-    missing = sorted(MODE_ROLES[mode] - roles.keys())
-    if missing:
-        raise MissingRole(mode, path, missing[0])
-    return Template(mode=mode, variant=variant, path=path, graph=graph, roles=roles)
+    template = Template(mode=mode, variant=variant, path=path, graph=graph, roles=roles)
+    template.require(required)
+    return template
 
 
 class TemplateLibrary:
-    """The templates of one folder; a file is re-read when its mtime or size changes."""
+    """The templates of one folder; a file is re-read when its mtime or size changes.
+
+    `get(mode, variant, required=roles)` checks the roles the caller's mode needs, so the
+    library itself knows no modes (the registry does)."""
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
         self._cache: dict[Path, tuple[tuple[int, int], Template]] = {}
 
     def path_for(self, mode: str, variant: str | None = None) -> Path:
-        if mode not in MODE_ROLES:
-            raise TemplateError(f"Unknown mode '{mode}' (modes: {', '.join(MODE_ROLES)}).")
+        if not MODE_PATTERN.match(mode):
+            raise TemplateError(f"'{mode}' is not a mode name.")
         if variant in (None, "", DEFAULT_VARIANT):
             return self.directory / f"{mode}.json"
         if not VARIANT_PATTERN.match(variant):
             raise TemplateError(f"'{variant}' is not a valid template variant name.")
         return self.directory / f"{mode}.{variant}.json"
 
-    def get(self, mode: str, variant: str | None = None) -> Template:
+    def get(
+        self, mode: str, variant: str | None = None, *, required: Collection[str] = ()
+    ) -> Template:
         path = self.path_for(mode, variant)
         try:
             st = os.stat(path)
@@ -177,11 +191,13 @@ class TemplateLibrary:
         stamp = (st.st_mtime_ns, st.st_size)
         cached = self._cache.get(path)
         if cached and cached[0] == stamp:
-            return cached[1]
-        template = load_template(path)
-        if cached:
-            log.info("reloaded template %s", path)
-        self._cache[path] = (stamp, template)
+            template = cached[1]
+        else:
+            template = load_template(path)
+            if cached:
+                log.info("reloaded template %s", path)
+            self._cache[path] = (stamp, template)
+        template.require(required)
         return template
 
     def variants(self, mode: str) -> list[str]:
@@ -195,14 +211,3 @@ class TemplateLibrary:
                 found.append(variant)
         rest = sorted(v for v in found if v != DEFAULT_VARIANT)
         return ([DEFAULT_VARIANT] if DEFAULT_VARIANT in found else []) + rest
-
-    def templates(self) -> list[Template]:
-        """Every loadable template of every mode (for preflight); broken files are logged."""
-        out: list[Template] = []
-        for mode in MODE_ROLES:
-            for variant in self.variants(mode):
-                try:
-                    out.append(self.get(mode, variant))
-                except TemplateError as exc:
-                    log.warning("%s", exc.message)
-        return out

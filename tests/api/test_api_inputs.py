@@ -8,18 +8,15 @@ import json
 import pytest
 from PIL import Image
 
-from backend.api.edits import EditForm, build_edit_requests, openai_mask
+from backend.api.edits import EditForm, build_edit_requests, models_of, openai_mask
 from backend.api.errors import FAILURE_STATUS, ApiError, error_response
-from backend.api.schemas import (
-    EDIT_MODELS,
-    GENERATE_MODELS,
-    model_ids,
-    parse_n,
-    parse_size,
-    pick_model,
-)
+from backend.api.schemas import model_ids, parse_n, parse_size, pick_model
 from backend.events import FAILURE_KINDS
+from backend.modes import REGISTRY, ApiRoute
 from backend.settings import Settings
+
+GENERATE_MODELS = models_of(REGISTRY.on_route(ApiRoute.GENERATIONS))
+EDIT_MODELS = models_of(REGISTRY.on_route(ApiRoute.EDITS))
 
 
 def variants(mode: str) -> list[str]:
@@ -50,15 +47,15 @@ def test_model_ids_include_template_variants():
     ],
 )
 def test_generation_models(raw, mode, variant):
-    choice = pick_model(raw, GENERATE_MODELS, "qwen-image", variants)
+    choice = pick_model(raw, GENERATE_MODELS, variants)
     assert (choice.mode, choice.variant) == (mode, variant)
 
 
 def test_edit_model_variant_is_not_read_as_a_generate_variant():
-    choice = pick_model("qwen-image-inpaint-conditioning", EDIT_MODELS, "qwen-image-edit", variants)
+    choice = pick_model("qwen-image-inpaint-conditioning", EDIT_MODELS, variants)
     assert (choice.mode, choice.variant) == ("inpaint", "conditioning")
     with pytest.raises(ApiError) as err:
-        pick_model("qwen-image-edit", GENERATE_MODELS, "qwen-image", variants)
+        pick_model("qwen-image-edit", GENERATE_MODELS, variants)
     assert err.value.status == 400 and err.value.param == "model"
     assert "qwen-image-turbo" in err.value.message     # the message lists what exists
 
@@ -127,7 +124,7 @@ def test_edit_model_picks_the_mode_from_what_was_sent():
 
     def build(images, mask=None, **fields):
         form = EditForm({"prompt": "x", **fields}, tuple(images), mask)
-        return build_edit_requests(form, settings, variants)
+        return build_edit_requests(form, settings, REGISTRY, variants)
 
     assert build([picture])[0].mode == "edit"
     assert build([picture, picture])[0].mode == "multiref"
@@ -168,7 +165,7 @@ def test_error_shape_is_openais():
 
 def test_n_images_from_the_largest_seed_wrap_instead_of_failing():
     from backend.api.schemas import parse_common, seed_for
-    from backend.operations.base import MAX_SEED
+    from backend.limits import MAX_SEED
 
     common = parse_common({"n": 3, "seed": MAX_SEED})
     assert [seed_for(common, i) for i in range(3)] == [MAX_SEED, 0, 1]

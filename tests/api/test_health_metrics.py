@@ -104,10 +104,9 @@ def test_metrics_count_api_jobs_per_mode(studio):
 
 async def test_ui_jobs_count_as_ui(studio):
     """Anything calling ctx.studio.run outside the API (the UI) is counted as surface="ui"."""
-    from backend.metrics import metrics_for
-    from backend.operations import GenerateRequest
+    from backend.modes.generate import GenerateRequest
 
-    metrics = metrics_for(studio.ctx.studio)
+    metrics = studio.ctx.metrics
     before = metrics.finished.labels("generate", "ui")._value.get()
     # The studio's client lives on the server's loop: run the job there, as a UI handler would.
     loop = studio_loop(studio)
@@ -129,7 +128,7 @@ async def test_ui_jobs_count_as_ui(studio):
 def studio_loop(studio):
     httpx.get(studio.url + "/metrics", timeout=10)    # starts the monitor on the server's loop
     task = studio.ctx.monitor._task
-    assert task is not None, "the monitor starts on the first /healthz or /metrics"
+    assert task is not None, "the app's lifespan starts the monitor"
     return task.get_loop()
 
 
@@ -138,11 +137,11 @@ def studio_loop(studio):
 
 @pytest.fixture
 def small_studio(fake_comfy):
-    """The API router alone (no UI) over a context of its own, for settings tests vary."""
+    """The API routes alone (no UI) over a context of their own, for settings tests vary."""
     from fastapi import FastAPI
 
+    from backend import http_api
     from backend.context import build_context
-    from backend.http_api import build_api_router
 
     made = []
 
@@ -150,7 +149,8 @@ def small_studio(fake_comfy):
         settings = studio_settings(fake_comfy, **overrides)
         ctx = build_context(settings)
         application = FastAPI()
-        application.include_router(build_api_router(ctx))
+        application.state.studio_context = ctx
+        application.include_router(http_api.router)
         port = free_port()
         server, thread = serve(application, port)
         made.append((server, thread))

@@ -14,18 +14,17 @@ from PIL import Image
 from backend.comfy import ComfyClient
 from backend.comfy.validation import validate_prompt
 from backend.jobs import Failed, Finished, Preview, Progress, Queued, Started, Studio
-from backend.operations import (
-    EditRequest,
-    GenerateRequest,
-    InpaintRequest,
-    MultiRefRequest,
-    OutpaintRequest,
-    RegionEditRequest,
-    RemoveBackgroundRequest,
-)
+from backend.modes import REGISTRY
+from backend.modes.edit import EditRequest
+from backend.modes.generate import GenerateRequest
+from backend.modes.inpaint import InpaintRequest
+from backend.modes.multiref import MultiRefRequest
+from backend.modes.outpaint import OutpaintRequest
+from backend.modes.region_edit import RegionEditRequest
+from backend.modes.remove_background import RemoveBackgroundRequest
 from backend.operations.sizing import outpaint_geometry, working_size
 from backend.preflight import check_modes
-from backend.settings import MODES, Settings
+from backend.settings import Settings
 from backend.workflows import TemplateLibrary
 from tests.fake_comfy import FakeComfy
 
@@ -189,7 +188,7 @@ async def test_outpaint_pastes_the_input_back_unchanged(
     image = done.images[0]
     assert image.size == geometry.canvas_full
     left = geometry.pads_full[0]
-    assert abs(left - 32) <= 2 and any("16-pixel grid" in line for line in done.info)
+    assert abs(left - 32) <= 2 and any("16-pixel grid" in line for line in done.notes)
     inner = image.crop((left, 0, left + 640, 480))
     assert np.array_equal(px(inner), px(source))
     assert not np.array_equal(px(image.crop((0, 0, 32, 480))), 0)
@@ -211,7 +210,7 @@ async def test_oom_retry_at_a_lower_resolution(
     done = (await run(studio, GenerateRequest("x", 1024, 1024)))[-1]
     assert isinstance(done, Finished), done
     assert done.images[0].size == (880, 880)
-    assert any("retried once at 880×880" in line for line in done.info)
+    assert any("retried once at 880×880" in line for line in done.notes)
 
 
 async def test_missing_model_file(studio: Studio, fake_comfy: FakeComfy) -> None:
@@ -260,15 +259,15 @@ async def test_preflight_names_what_each_mode_lacks(
 ) -> None:
     settings = Settings(comfy_url=fake_comfy.url)
     library = TemplateLibrary(settings.workflows_dir)
-    ready = await check_modes(client, library, settings)
-    assert set(ready) == set(MODES) and all(r.ready for r in ready.values()), ready
+    ready = await check_modes(client, library, settings, REGISTRY)
+    assert set(ready) == set(REGISTRY.names()) and all(r.ready for r in ready.values()), ready
     fake_comfy.hide_classes("BiRefNetRMBG")
     fake_comfy.set_models("diffusion_models", [settings.models.generate_unet])
-    found = await check_modes(client, library, settings)
+    found = await check_modes(client, library, settings, REGISTRY)
     assert found["generate"].ready
     assert not found["remove_background"].ready
     assert "BiRefNetRMBG (ComfyUI-RMBG pack)" in found["remove_background"].message
     assert not found["edit"].ready
     assert f"diffusion_models/{settings.models.edit_unet}" in found["edit"].message
-    empty = await check_modes(client, TemplateLibrary(tmp_path), settings)
+    empty = await check_modes(client, TemplateLibrary(tmp_path), settings, REGISTRY)
     assert not empty["inpaint"].ready and "inpaint" in empty["inpaint"].message

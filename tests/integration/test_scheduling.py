@@ -14,7 +14,8 @@ from PIL import Image
 
 from backend.comfy import ComfyClient
 from backend.jobs import Failed, Finished, Queued, Started, Studio
-from backend.operations import EditRequest, GenerateRequest
+from backend.modes.edit import EditRequest
+from backend.modes.generate import GenerateRequest
 from backend.operations.sizing import working_size
 from backend.settings import Settings
 from backend.workflows import TemplateLibrary

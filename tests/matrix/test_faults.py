@@ -24,7 +24,8 @@ import pytest
 from backend.comfy import ComfyClient, ExecutionSuccess
 from backend.failures import LOST, OOM_REMEDIES
 from backend.jobs import Failed, Finished, Progress, Studio
-from backend.operations import GenerateRequest, RemoveBackgroundRequest
+from backend.modes.generate import GenerateRequest
+from backend.modes.remove_background import RemoveBackgroundRequest
 from backend.settings import Settings
 from backend.workflows import TemplateLibrary
 from tests.fake_comfy import FakeComfy

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.operations.base import InvalidRequest
 from backend.operations.images import decode_image, flatten
+from backend.requests import InvalidRequest
 
 LIMIT = 40_000_000
 

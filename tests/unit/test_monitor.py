@@ -13,11 +13,27 @@ import pytest
 
 from backend import monitor as monitor_mod
 from backend.comfy.types import Device, QueueItem, QueueSnapshot, SystemStats
-from backend.monitor import GB, Monitor, estimate_fit
-from backend.settings import MODES, Settings
-from backend.workflows import TemplateLibrary, requirements
+from backend.modes import REGISTRY
+from backend.monitor import GB, LastRun, Monitor, estimate_fit
+from backend.scheduler import Scheduler, SchedulerConfig
+from backend.settings import Settings
+from backend.workflows import TemplateLibrary
+from tests.fake_comfy.objectinfo import build_object_info
 
 SECRET_URL = "http://10.9.8.7:8188"
+MODES = REGISTRY.names()
+
+
+class StubStudio:
+    """What the monitor reads of the studio: what ran last and its own queue."""
+
+    def __init__(self, last_mode: str | None = None, loaded_file: str | None = None) -> None:
+        self.last_mode = last_mode
+        self.loaded_file = loaded_file
+        self.scheduler = Scheduler(SchedulerConfig(policy="fifo"))
+
+    def forget_loaded(self) -> None:
+        self.last_mode = self.loaded_file = None
 
 
 class StubClient:
@@ -29,17 +45,18 @@ class StubClient:
         self.calls: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
-        # Every class the templates use, so every mode is ready unless a test removes one.
-        classes = set()
-        for mode in MODES:
-            classes |= requirements(library.get(mode)).classes
-        self.object_info_body = {name: {} for name in classes}
         m = settings.models
         self.listings = {
             "diffusion_models": [m.generate_unet, m.edit_unet],
             "text_encoders": [m.text_encoder],
             "vae": [m.vae],
         }
+        # The recorded real schemas, loader lists filled: every mode is ready (its template
+        # validates too) unless a test removes something.
+        self.object_info_body = build_object_info(self.listings, [])
+
+    def open_socket(self) -> None:
+        self.connected = True
 
     async def _call(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -130,8 +147,9 @@ async def test_poller_stops_when_nobody_watches(settings, library, monkeypatch):
     client = StubClient(library, settings)
     monitor = Monitor(client, dataclasses.replace(settings, poll_interval_s=0.01), library)
     try:
+        await monitor.refresh_now()        # readiness checked: the polls below are quick ones
         monitor.snapshot()
-        await wait_for(lambda: monitor.polls >= 2)
+        await wait_for(lambda: monitor.polls >= 3)
         await asyncio.sleep(0.1)            # past the watch window: the loop goes to sleep
         idle_polls = monitor.polls
         await asyncio.sleep(0.1)
@@ -175,22 +193,20 @@ async def test_readiness_names_what_is_missing(monitor_and_client):
 
 
 async def test_free_vram_reports_what_was_freed(settings, library):
-    class Studio:
-        last_mode = "edit"
-        loaded_model = "qwen_image_edit_2511_fp8mixed.safetensors"
-
     client = StubClient(library, settings)
-    studio = Studio()
-    monitor = Monitor(client, settings, library, studio)
+    studio = StubStudio("edit", "qwen_image_edit_2511_fp8mixed.safetensors")
+    monitor = Monitor(client, settings, library, studio=studio)  # type: ignore[arg-type]
     try:
-        assert (await monitor.refresh_now()).loaded_model == studio.loaded_model
+        snap = await monitor.refresh_now()
+        assert snap.loaded_file == studio.loaded_file and snap.loaded_family == "edit model"
         message = await monitor.free_vram()
         assert client.calls["free"] == 1
         assert message.startswith("Freed 28.1 GB")
         snap = monitor.snapshot()
         assert snap.vram_free == client.vram_free
         # Nothing is loaded any more: the next job pays the load again.
-        assert snap.loaded_model is None and studio.loaded_model is None
+        assert snap.loaded_file is None and studio.loaded_file is None
+        assert snap.last_mode is None and snap.loaded_family is None
     finally:
         await monitor.aclose()
 
@@ -204,12 +220,9 @@ async def test_free_vram_offline_is_a_sentence(monitor_and_client):
 
 
 async def test_fit_counts_what_the_last_mode_holds(settings, library):
-    class Studio:
-        last_mode = "generate"
-
     client = StubClient(library, settings)
     client.vram_free = 3 * GB
-    monitor = Monitor(client, settings, library, studio=Studio())
+    monitor = Monitor(client, settings, library, studio=StubStudio("generate"))  # type: ignore[arg-type]
     try:
         snap = await monitor.refresh_now()
     finally:
@@ -224,11 +237,10 @@ async def test_fit_counts_what_the_last_mode_holds(settings, library):
 
 
 def test_estimate_fit_on_a_crowded_gpu():
-    peaks = Settings().peak_vram_gb
-    fits, note = estimate_fit("generate", 30.0, 3 * GB, None, peaks)
+    fits, note = estimate_fit("generation model", 30.0, 3 * GB, None)
     assert fits is False and "lower the resolution" in note
-    assert estimate_fit("remove_background", 3.0, 3 * GB, None, peaks)[0] is True
-    assert estimate_fit("edit", 30.0, None, None, peaks)[0] is None
+    assert estimate_fit("background-removal model", 3.0, 3 * GB, None)[0] is True
+    assert estimate_fit("edit model", 30.0, None, None)[0] is None
 
 
 def test_snapshot_without_a_loop_does_not_raise(settings, library):
@@ -266,25 +278,19 @@ async def test_snapshot_from_a_worker_thread_wakes_the_poller(monitor_and_client
 def test_estimate_fit_counts_what_comfyui_holds_not_only_the_last_mode():
     """Edit models stay resident after a background removal: the reserved memory ComfyUI
     reports (torch_vram_total) is reclaimable, so edit and generate still fit."""
-    peaks = Settings().peak_vram_gb
+    rmbg = LastRun("background-removal model", 3.0)
     free, held = int(14.4 * GB), int(33.6 * GB)
-    assert estimate_fit("generate", 30.0, free, "remove_background", peaks)[0] is False
-    fits, note = estimate_fit("generate", 30.0, free, "remove_background", peaks, held_bytes=held)
+    assert estimate_fit("generation model", 30.0, free, rmbg)[0] is False
+    fits, note = estimate_fit("generation model", 30.0, free, rmbg, held_bytes=held)
     assert fits is True and "34 GB ComfyUI frees" in note
     # Another service holding the GPU is not ComfyUI's to give back.
-    assert estimate_fit("generate", 30.0, 2 * GB, "edit", peaks, held_bytes=0)[0] is False
+    edit = LastRun("edit model", 30.0)
+    assert estimate_fit("generation model", 30.0, 2 * GB, edit, held_bytes=0)[0] is False
 
 
 async def test_snapshot_counts_jobs_waiting_in_the_studio_queue(settings, library):
-    from backend.scheduler import Scheduler, SchedulerConfig
-
-    class Studio:
-        last_mode = None
-        loaded_model = None
-        scheduler = Scheduler(SchedulerConfig(policy="fifo"))
-
-    studio = Studio()
-    monitor = Monitor(StubClient(library, settings), settings, library, studio)
+    studio = StubStudio()
+    monitor = Monitor(StubClient(library, settings), settings, library, studio=studio)  # type: ignore[arg-type]
     try:
         turns = [studio.scheduler.enter("edit") for _ in range(3)]   # one in flight, two wait
         for turn in turns:
@@ -311,8 +317,8 @@ async def test_fit_does_not_count_comfyuis_unused_reserve_twice(settings, librar
 
     client = StubClient(library, settings)
     client.system_stats = _returning(stats)          # type: ignore[method-assign]
-    big = {**settings.peak_vram_gb, "generate": 30.0}   # more than the whole 25.3 GB device
-    monitor = Monitor(client, dataclasses.replace(settings, peak_vram_gb=big), library)
+    big = {"generate": 30.0}   # more than the whole 25.3 GB device (and the default anyway)
+    monitor = Monitor(client, dataclasses.replace(settings, peak_vram_overrides=big), library)
     try:
         snap = await monitor.refresh_now()
         assert snap.comfy_vram_held == device.torch_vram_total - device.torch_vram_free
@@ -326,3 +332,56 @@ def _returning(value):
         return value
 
     return call
+
+
+async def test_readiness_validates_the_bound_template(settings, library):
+    """A mode whose classes and folder files are all there can still be refused by ComfyUI:
+    here the background remover is told to use a model its node does not offer."""
+    odd = dataclasses.replace(
+        settings, models=dataclasses.replace(settings.models, birefnet="RMBG-nope")
+    )
+    monitor = Monitor(StubClient(library, settings), odd, library)
+    try:
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    status = snap.modes["remove_background"]
+    assert status.ready is False
+    assert status.missing.startswith("not ready: ComfyUI would reject remove_background.json")
+    assert "RMBG-nope" in status.missing and "'model'" in status.missing
+    assert snap.modes["edit"].ready is True
+
+
+async def test_a_last_mode_no_longer_registered_does_not_stop_the_poller(settings, library):
+    registry = REGISTRY.copy()
+    studio = StubStudio("generate", settings.models.generate_unet)
+    monitor = Monitor(StubClient(library, settings), settings, library, registry,
+                      studio)  # type: ignore[arg-type]
+    try:
+        await monitor.refresh_now()
+        registry.unregister("generate")      # e.g. a workflow app removed after it ran
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    assert snap.online and "generate" not in snap.modes
+    assert snap.last_mode == "generate" and snap.loaded_family is None
+    assert all(status.fits is not None for status in snap.modes.values())
+
+
+async def test_a_mode_that_cannot_prepare_is_not_ready_and_the_others_still_are(
+    settings, library
+):
+    def broken(inputs):
+        raise RuntimeError("bug in a mode")
+
+    registry = REGISTRY.copy()
+    edit = registry.get("edit")
+    registry.unregister("edit")
+    registry.register(dataclasses.replace(edit, warmup=broken))
+    monitor = Monitor(StubClient(library, settings), settings, library, registry)
+    try:
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    assert snap.modes["edit"].ready is False and "RuntimeError" in snap.modes["edit"].missing
+    assert snap.modes["generate"].ready is True

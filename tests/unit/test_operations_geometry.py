@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.operations import (
-    InpaintRequest,
-    OutpaintRequest,
-    RegionEditRequest,
-    RemoveBackgroundRequest,
-    operation_for,
-)
-from backend.operations.base import InvalidRequest
+from backend.modes import REGISTRY
+from backend.modes.inpaint import InpaintRequest
+from backend.modes.outpaint import OutpaintRequest, OutpaintState
+from backend.modes.region_edit import RegionEditRequest
+from backend.modes.remove_background import RemoveBackgroundRequest
 from backend.operations.masks import composite, feather, grow, to_mask
 from backend.operations.sizing import outpaint_geometry, working_size
+from backend.requests import InvalidRequest
 from backend.settings import Settings
 
 MP = 1024 * 1024
@@ -136,17 +134,18 @@ def test_composite_keeps_outside_pixels_bit_identical() -> None:
 # --- operations end to end without ComfyUI ------------------------------------------------
 
 
-def test_inpaint_prepare_and_finish_keep_unpainted_pixels() -> None:
+def test_inpaint_prepare_and_assemble_keep_unpainted_pixels() -> None:
     original = noise(640, 480, 3)
     painted = Image.new("L", (320, 240), 0)  # any size: scaled to the image
     painted.paste(255, (100, 100, 150, 140))
     request = InpaintRequest(original, painted, "a hat", grow=4, feather=3)
-    op = operation_for(request)
+    op = REGISTRY.operation_for(request)
     prepared = op.prepare(request, SETTINGS)
     work = prepared.work_size
     assert work is not None and work[0] % 16 == 0
     model_output = noise(*work, seed=4)
-    images, extras = op.finish(prepared, {"output": [model_output]})
+    result = op.assemble(prepared, {"output": [model_output]})
+    images, extras = result.images, result.extras
     out = images[0]
     assert out.size == original.size
     used = np.asarray(extras["mask"])
@@ -158,16 +157,17 @@ def test_inpaint_prepare_and_finish_keep_unpainted_pixels() -> None:
     assert np.array_equal(pixels(out)[:190], pixels(original)[:190])
 
 
-def test_region_edit_finish_uses_the_mask_the_model_used() -> None:
+def test_region_edit_assemble_uses_the_mask_the_model_used() -> None:
     original = noise(800, 600, 5)
     request = RegionEditRequest(original, "the car", "make it red", feather=4)
-    op = operation_for(request)
+    op = REGISTRY.operation_for(request)
     prepared = op.prepare(request, SETTINGS)
     work = prepared.work_size
     assert work is not None
     mask_out = Image.new("RGB", work, 0)
     mask_out.paste((255, 255, 255), (10, 10, 60, 60))
-    images, extras = op.finish(prepared, {"output": [noise(*work, seed=6)], "mask_output": [mask_out]})
+    result = op.assemble(prepared, {"output": [noise(*work, seed=6)], "mask_output": [mask_out]})
+    images, extras = result.images, result.extras
     used = np.asarray(extras["mask"])
     assert extras["mask"].size == original.size
     outside = used == 0
@@ -177,20 +177,21 @@ def test_region_edit_finish_uses_the_mask_the_model_used() -> None:
 
 def test_region_edit_precheck_refuses_an_empty_mask() -> None:
     request = RegionEditRequest(noise(64, 64), "the red car", "x")
-    op = operation_for(request)
+    op = REGISTRY.operation_for(request)
     prepared = op.prepare(request, SETTINGS)
     with pytest.raises(InvalidRequest, match="Nothing matched 'the red car' — try other words"):
-        op.check_precheck(prepared, [Image.new("RGB", (64, 64), 0)])  # type: ignore[attr-defined]
+        op.check_precheck(prepared, [Image.new("RGB", (64, 64), 0)])
 
 
-def test_outpaint_finish_pastes_the_input_unchanged() -> None:
+def test_outpaint_assemble_pastes_the_input_unchanged() -> None:
     original = noise(500, 300, 7)
     request = OutpaintRequest(original, left=40, right=100, top=0, bottom=30, prompt="sea")
-    op = operation_for(request)
+    op = REGISTRY.operation_for(request)
     prepared = op.prepare(request, SETTINGS)
-    geometry = prepared.state.geometry
+    geometry = prepared.state_as(OutpaintState).geometry
     assert prepared.values["pad"]["left"] == geometry.pads_work[0]
-    images, _ = op.finish(prepared, {"output": [noise(*geometry.canvas_work, seed=8)]})
+    result = op.assemble(prepared, {"output": [noise(*geometry.canvas_work, seed=8)]})
+    images, _ = result.images, result.extras
     out = images[0]
     assert out.size == geometry.canvas_full
     left, top = geometry.pads_full[:2]
@@ -203,9 +204,11 @@ def test_outpaint_finish_pastes_the_input_unchanged() -> None:
 def test_outpaint_feathering_blends_only_the_extended_edges() -> None:
     original = noise(256, 256, 9)
     request = OutpaintRequest(original, right=64, feathering=8)
-    op = operation_for(request)
+    op = REGISTRY.operation_for(request)
     prepared = op.prepare(request, SETTINGS)
-    images, _ = op.finish(prepared, {"output": [noise(*prepared.state.geometry.canvas_work)]})
+    work = prepared.state_as(OutpaintState).geometry.canvas_work
+    result = op.assemble(prepared, {"output": [noise(*work)]})
+    images, _ = result.images, result.extras
     inner = pixels(images[0].crop((0, 0, 256, 256)))
     assert np.array_equal(inner[:, :240], pixels(original)[:, :240])
     assert not np.array_equal(inner[:, 250:], pixels(original)[:, 250:])
@@ -214,13 +217,14 @@ def test_outpaint_feathering_blends_only_the_extended_edges() -> None:
 def test_remove_background_is_full_size_rgba_with_the_models_alpha() -> None:
     original = noise(2000, 1000, 10)
     request = RemoveBackgroundRequest(original)
-    op = operation_for(request)
+    op = REGISTRY.operation_for(request)
     prepared = op.prepare(request, SETTINGS)
     work = prepared.work_size
     assert work is not None and work[0] * work[1] <= SETTINGS.max_sampling_pixels
     cutout = Image.new("RGBA", work, (0, 0, 0, 0))
     cutout.paste((1, 2, 3, 255), (0, 0, work[0] // 2, work[1]))
-    images, _ = op.finish(prepared, {"output": [cutout]})
+    result = op.assemble(prepared, {"output": [cutout]})
+    images, _ = result.images, result.extras
     out = images[0]
     assert out.mode == "RGBA" and out.size == original.size
     assert out.getpixel((100, 500))[3] == 255 and out.getpixel((1900, 500))[3] == 0

@@ -29,9 +29,12 @@ from backend.comfy import (
     PromptDone,
     PromptQueued,
 )
+from backend.events import JobInfo
 from backend.failures import OOM_REMEDIES
 from backend.jobs import Failed, Finished, Preview, Progress, Queued, Started, Studio
-from backend.operations import EditRequest, GenerateRequest, RegionEditRequest
+from backend.modes.edit import EditRequest
+from backend.modes.generate import GenerateRequest
+from backend.modes.region_edit import RegionEditRequest
 from backend.progress import ProgressTracker
 from backend.settings import Settings
 from backend.workflows import TemplateLibrary
@@ -184,9 +187,9 @@ async def test_loading_models_tracks_the_diffusion_model() -> None:
 
     assert await started(GenerateRequest("a", 256, 256)) is True
     assert await started(GenerateRequest("b", 256, 256)) is False
-    assert s.last_mode == "generate" and s.loaded_model == SETTINGS.models.generate_unet
+    assert s.last_mode == "generate" and s.loaded_file == SETTINGS.models.generate_unet
     assert await started(EditRequest(Image.new("RGB", (64, 64)), "c")) is True
-    assert s.loaded_model == SETTINGS.models.edit_unet
+    assert s.loaded_file == SETTINGS.models.edit_unet
 
 
 async def test_invalid_request_never_reaches_comfyui() -> None:
@@ -261,7 +264,7 @@ async def test_oom_retry_runs_once_at_a_lower_resolution() -> None:
     done = events[-1]
     assert isinstance(done, Finished), done
     assert done.images[0].size == (880, 880) and done.seed == 3
-    assert any("retried once at 880×880" in line for line in done.info)
+    assert any("retried once at 880×880" in line for line in done.notes)
     assert "oom_retry_after_s" in done.timings
     assert len(client.calls) == 2
     assert not any(isinstance(e, Failed) for e in events)
@@ -357,3 +360,51 @@ def test_progress_without_sampler_counts_nodes_and_cache() -> None:
     assert tracker.executing("2").fraction == 0.5
     assert tracker.executing("3").fraction == 0.75
 
+
+
+# --- observers: every job, whichever surface -----------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str, str, str]] = []
+
+    def job_started(self, job: JobInfo) -> None:
+        self.log.append(("started", job.mode, job.surface, ""))
+
+    def job_event(self, job: JobInfo, event: Any) -> None:
+        self.log.append(("event", job.mode, job.surface, type(event).__name__))
+
+    def job_ended(self, job: JobInfo, outcome: str) -> None:
+        self.log.append(("ended", job.mode, job.surface, outcome))
+
+
+class Broken:
+    def job_started(self, job: JobInfo) -> None:
+        raise RuntimeError("observer bug")
+
+    job_event = job_ended = job_started  # type: ignore[assignment]
+
+
+async def test_observers_see_every_job_with_its_surface() -> None:
+    recorder = Recorder()
+    s = Studio(ScriptedClient(), SETTINGS, TemplateLibrary(SETTINGS.workflows_dir),
+               observers=[Broken(), recorder])   # a broken observer does not break the job
+    events = await collect(s.run(GenerateRequest("a cat", 256, 256, seed=1), surface="cli"))
+    assert isinstance(events[-1], Finished)
+    assert recorder.log[0] == ("started", "generate", "cli", "")
+    assert recorder.log[-1] == ("ended", "generate", "cli", "finished")
+    assert [e[3] for e in recorder.log[1:-1]] == [type(e).__name__ for e in events]
+
+
+async def test_a_job_closed_early_ends_abandoned() -> None:
+    recorder = Recorder()
+    s = Studio(ScriptedClient(), SETTINGS, TemplateLibrary(SETTINGS.workflows_dir),
+               observers=[recorder])
+    events = s.run(GenerateRequest("a cat", 256, 256, seed=1))
+    await anext(events)
+    await events.aclose()
+    assert recorder.log[-1] == ("ended", "generate", "ui", "abandoned")
+    invalid = await collect(s.run(GenerateRequest("", 256, 256)))
+    assert isinstance(invalid[-1], Failed)
+    assert recorder.log[-1] == ("ended", "generate", "ui", "failed")

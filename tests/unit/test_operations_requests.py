@@ -7,18 +7,16 @@ import io
 import pytest
 from PIL import Image
 
-from backend.operations import (
-    EditRequest,
-    GenerateRequest,
-    InpaintRequest,
-    InvalidRequest,
-    MultiRefRequest,
-    OutpaintRequest,
-    RegionEditRequest,
-    RemoveBackgroundRequest,
-    operation_for,
-)
-from backend.operations.base import MAX_SEED
+from backend.limits import MAX_SEED
+from backend.modes import REGISTRY
+from backend.modes.edit import EditRequest
+from backend.modes.generate import GenerateRequest
+from backend.modes.inpaint import InpaintRequest
+from backend.modes.multiref import MultiRefRequest
+from backend.modes.outpaint import OutpaintRequest
+from backend.modes.region_edit import RegionEditRequest
+from backend.modes.remove_background import RemoveBackgroundRequest
+from backend.requests import InvalidRequest
 from backend.settings import Settings
 
 SETTINGS = Settings()
@@ -27,7 +25,7 @@ IMAGE = Image.new("RGB", (64, 48), (10, 20, 30))
 
 def invalid(request: object, settings: Settings = SETTINGS) -> InvalidRequest:
     with pytest.raises(InvalidRequest) as info:
-        op = operation_for(request)  # type: ignore[arg-type]
+        op = REGISTRY.operation_for(request)  # type: ignore[arg-type]
         op.validate(request, settings)
         op.prepare(request, settings)
     return info.value
@@ -64,11 +62,11 @@ def test_empty_prompt() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field", "text"),
     [
-        ({"steps": 0}, "steps", "between 1 and 150"),
-        ({"steps": 151}, "steps", "between 1 and 150"),
+        ({"steps": 0}, "steps", "between 1 and 100"),
+        ({"steps": 101}, "steps", "between 1 and 100"),
         ({"steps": 2.5}, "steps", "whole number"),
-        ({"cfg": -1.0}, "cfg", "CFG must be between 0 and 30"),
-        ({"cfg": 31}, "cfg", "CFG must be between 0 and 30"),
+        ({"cfg": -1.0}, "cfg", "CFG must be between 0 and 20"),
+        ({"cfg": 21}, "cfg", "CFG must be between 0 and 20"),
         ({"cfg": float("nan")}, "cfg", "number"),
         ({"seed": -1}, "seed", "out of range"),
         ({"seed": MAX_SEED + 1}, "seed", "out of range"),
@@ -82,7 +80,7 @@ def test_common_fields(kwargs: dict, field: str, text: str) -> None:
 
 
 def test_largest_js_safe_seed_is_accepted() -> None:
-    prepared = operation_for(GenerateRequest("x")).prepare(
+    prepared = REGISTRY.operation_for(GenerateRequest("x")).prepare(
         GenerateRequest("x", seed=MAX_SEED), SETTINGS
     )
     assert prepared.seed == MAX_SEED
@@ -90,13 +88,13 @@ def test_largest_js_safe_seed_is_accepted() -> None:
 
 
 def test_seed_is_random_when_absent_and_reported() -> None:
-    op = operation_for(GenerateRequest("x"))
+    op = REGISTRY.operation_for(GenerateRequest("x"))
     seeds = {op.prepare(GenerateRequest("x"), SETTINGS).seed for _ in range(5)}
     assert len(seeds) > 1 and all(0 <= s <= MAX_SEED for s in seeds)
 
 
 def test_generate_defaults_and_turbo_variant_come_from_settings() -> None:
-    op = operation_for(GenerateRequest("x"))
+    op = REGISTRY.operation_for(GenerateRequest("x"))
     normal = op.prepare(GenerateRequest("x", seed=1), SETTINGS)
     turbo = op.prepare(GenerateRequest("x", seed=1, variant="turbo"), SETTINGS)
     s, m = SETTINGS.sampling, SETTINGS.models
@@ -112,7 +110,7 @@ def test_generate_defaults_and_turbo_variant_come_from_settings() -> None:
 
 
 def test_explicit_steps_and_cfg_win_over_defaults() -> None:
-    prepared = operation_for(EditRequest(IMAGE, "x")).prepare(
+    prepared = REGISTRY.operation_for(EditRequest(IMAGE, "x")).prepare(
         EditRequest(IMAGE, "x", steps=7, cfg=0.0), SETTINGS
     )
     assert prepared.values["sampler"]["steps"] == 7 and prepared.values["sampler"]["cfg"] == 0.0
@@ -154,7 +152,7 @@ def test_inpaint_all_black_mask_is_an_error() -> None:
 
 def test_inpaint_all_white_mask_is_allowed() -> None:
     request = InpaintRequest(IMAGE, Image.new("L", (10, 10), 255), "x")
-    prepared = operation_for(request).prepare(request, SETTINGS)
+    prepared = REGISTRY.operation_for(request).prepare(request, SETTINGS)
     assert set(prepared.uploads) == {"image", "mask"}
 
 
@@ -176,11 +174,11 @@ def test_outpaint_result_size_is_bounded() -> None:
 
 def test_outpaint_prompt_may_be_empty() -> None:
     request = OutpaintRequest(IMAGE, right=32)
-    operation_for(request).validate(request, SETTINGS)
+    REGISTRY.operation_for(request).validate(request, SETTINGS)
 
 
 def test_remove_background_binds_the_birefnet_model() -> None:
     request = RemoveBackgroundRequest(png(IMAGE))
-    prepared = operation_for(request).prepare(request, SETTINGS)
+    prepared = REGISTRY.operation_for(request).prepare(request, SETTINGS)
     assert prepared.values == {"rmbg": {"model": SETTINGS.models.birefnet}}
     assert prepared.diffusion_model is None

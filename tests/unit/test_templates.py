@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from backend.comfy.validation import validate_prompt
+from backend.modes import REGISTRY
 from backend.settings import PROJECT_ROOT, ModelFiles
 from backend.workflows import Template, TemplateLibrary, bind, load_template
 from backend.workflows.binding import is_link
-from backend.workflows.roles import MODE_ROLES, ROLES
+from backend.workflows.roles import ROLES
 
 WORKFLOWS = PROJECT_ROOT / "workflows"
 RECORDED = [
@@ -93,8 +94,8 @@ def typical_values(template: Template) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.name)
 def test_template_loads_with_its_mode_roles(path: Path) -> None:
-    template = load_template(path)
-    assert MODE_ROLES[template.mode] <= template.roles.keys()
+    template = load_template(path, REGISTRY.get(path.name.split(".")[0]).roles)
+    assert REGISTRY.get(template.mode).roles <= template.roles.keys()
     assert template.output_roles["output"] in template.graph
     library = TemplateLibrary(WORKFLOWS)
     assert template.variant in library.variants(template.mode)

@@ -7,7 +7,11 @@ import json
 
 from PIL import Image, PngImagePlugin
 
+from backend.modes import REGISTRY
 from ui import metadata
+from ui.restore import parameter_names
+
+KNOWN = parameter_names(REGISTRY)
 
 
 def test_round_trip_keeps_pixels_alpha_parameters_and_graph(tmp_path):
@@ -21,7 +25,7 @@ def test_round_trip_keeps_pixels_alpha_parameters_and_graph(tmp_path):
     back = Image.open(path)
     assert back.mode == "RGBA"
     assert list(back.getdata()) == list(image.getdata())
-    assert metadata.read_parameters(path) == params
+    assert metadata.read_parameters(path, KNOWN) == params
     assert metadata.read_workflow(path) == graph
     # ComfyUI reads the API graph from "prompt"; we never put an API graph under "workflow".
     chunks = metadata.read_text_chunks(path)
@@ -31,25 +35,32 @@ def test_round_trip_keeps_pixels_alpha_parameters_and_graph(tmp_path):
 
 def test_reads_from_bytes_and_from_an_opened_image():
     data = metadata.png_bytes(Image.new("RGB", (2, 2)), {"mode": "edit", "prompt": "p"})
-    assert metadata.read_parameters(data) == {"mode": "edit", "prompt": "p"}
-    assert metadata.read_parameters(Image.open(io.BytesIO(data))) == {"mode": "edit", "prompt": "p"}
+    assert metadata.read_parameters(data, KNOWN) == {"mode": "edit", "prompt": "p"}
+    assert metadata.read_parameters(Image.open(io.BytesIO(data)), KNOWN) == {"mode": "edit", "prompt": "p"}
 
 
 def test_foreign_or_broken_files_restore_nothing(tmp_path):
     plain = tmp_path / "plain.png"
     Image.new("RGB", (2, 2)).save(plain)
-    assert metadata.read_parameters(plain) is None
+    assert metadata.read_parameters(plain, KNOWN) is None
 
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", "a cat, Steps: 20, Sampler: Euler")  # A1111's plain text
     a1111 = tmp_path / "a1111.png"
     Image.new("RGB", (2, 2)).save(a1111, pnginfo=info)
-    assert metadata.read_parameters(a1111) is None
+    assert metadata.read_parameters(a1111, KNOWN) is None
 
-    assert metadata.read_parameters(b"not a png at all") is None
-    assert metadata.read_parameters(tmp_path / "missing.png") is None
+    assert metadata.read_parameters(b"not a png at all", KNOWN) is None
+    assert metadata.read_parameters(tmp_path / "missing.png", KNOWN) is None
+
+
+def test_known_parameters_come_from_the_modes():
+    # The common knobs, the size, and every mode's declared inputs but its pictures.
+    assert {"mode", "prompt", "negative_prompt", "seed", "steps", "cfg", "width", "height",
+            "variant", "region", "grow", "feather", "left", "top", "right", "bottom",
+            "feathering"} == KNOWN
 
 
 def test_unknown_keys_are_dropped():
     data = metadata.png_bytes(Image.new("RGB", (1, 1)), {"mode": "edit", "evil": "x", "seed": 1})
-    assert metadata.read_parameters(data) == {"mode": "edit", "seed": 1}
+    assert metadata.read_parameters(data, KNOWN) == {"mode": "edit", "seed": 1}

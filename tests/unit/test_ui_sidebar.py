@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from backend.modes import REGISTRY  # noqa: E402
 from backend.monitor import ModeStatus, MonitorSnapshot  # noqa: E402
 from ui.session import SessionJob  # noqa: E402
 from ui.sidebar import render  # noqa: E402
@@ -16,7 +17,7 @@ URL = "http://10.1.2.3:8188"
 
 def test_offline_says_not_reachable_and_never_the_address():
     snap = MonitorSnapshot(online=False, error=f"Could not connect to {URL} (refused)")
-    text = render(snap, (), URL)
+    text = render(snap, REGISTRY, (), URL)
     assert "ComfyUI offline — not reachable" in text
     assert "10.1.2.3" not in text and "8188" not in text
 
@@ -30,23 +31,29 @@ def test_online_shows_vram_queue_position_and_modes():
     snap = MonitorSnapshot(
         online=True, error=None, comfyui_version="0.3.64", vram_total=48 * GB,
         vram_free=12 * GB, queue_running=("a",), queue_pending=("b", "mine"),
-        last_mode="generate", loaded_model="generation model", modes=modes,
+        last_mode="generate", loaded_family="generation model", modes=modes,
     )
-    text = render(snap, (SessionJob("mine", "edit"),), URL)
+    text = render(snap, REGISTRY, (SessionJob("mine", "edit"),), URL)
     assert "ComfyUI online · v0.3.64" in text
     assert "36.0 / 48.0 GB" in text
     assert "#2 in line" in text
     assert "Florence2Run" in text
     assert "Will not fit in free VRAM now" in text
+    assert "Last run: <b>Generate</b> — the generation model is likely in memory" in text
+
+
+def test_a_last_mode_that_is_no_longer_registered_still_renders():
+    snap = MonitorSnapshot(online=True, error=None, last_mode="app-gone")
+    assert "Last run: <b>app-gone</b>" in render(snap, REGISTRY, (), URL)
 
 
 def test_a_job_waiting_in_the_studio_queue_shows_its_place():
     snap = MonitorSnapshot(online=True, error=None, queue_running=("other",))
-    text = render(snap, (SessionJob("", "inpaint", 2),), URL)
+    text = render(snap, REGISTRY, (SessionJob("", "inpaint", 2),), URL)
     assert "#3 in the studio's line" in text
 
 
 def test_the_studio_queue_is_counted_beside_comfyuis():
     snap = MonitorSnapshot(online=True, error=None, queue_running=("x",), studio_waiting=3)
-    assert "<b>3</b> in the studio's line" in render(snap, (), URL)
-    assert "studio's line" not in render(MonitorSnapshot(online=True, error=None), (), URL)
+    assert "<b>3</b> in the studio's line" in render(snap, REGISTRY, (), URL)
+    assert "studio's line" not in render(MonitorSnapshot(online=True, error=None), REGISTRY, (), URL)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.modes import REGISTRY
 from backend.settings import PROJECT_ROOT
 from backend.workflows import (
     MissingRole,
@@ -205,9 +206,13 @@ def test_missing_mode_role_on_load(tmp_path: Path) -> None:
     data = minimal_remove_background(prompt_title="Remove background")  # no #rmbg
     path = write(tmp_path / "remove_background.json", data)
     with pytest.raises(MissingRole) as info:
-        load_template(path)
+        load_template(path, REGISTRY.get("remove_background").roles)
     assert info.value.role == "rmbg"
     assert "remove_background" in info.value.message and str(path) in info.value.message
+    library = TemplateLibrary(tmp_path)   # the library checks what the caller's mode needs
+    assert library.get("remove_background").roles
+    with pytest.raises(MissingRole):
+        library.get("remove_background", required=REGISTRY.get("remove_background").roles)
 
 
 def test_role_on_a_node_without_its_inputs(tmp_path: Path) -> None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import gradio as gr
 
-from backend.operations import GenerateRequest
-from ui.controls import advanced_controls, output_panel, run_controls
 from ui.imaging import DEFAULT_SIZE_PRESET, SIZE_PRESETS
-from ui.widgets import Built, Shared, TabSpec, common_values
+from ui.layout import advanced_controls, input_slider, output_panel, run_controls
+from ui.tabspec import Shared, Spec, TabSpec
 
-MODE = "generate"
 CUSTOM = "Custom"
 
 
@@ -22,7 +18,8 @@ def preset_for(width: int, height: int) -> str:
     return CUSTOM
 
 
-def build(shared: Shared) -> TabSpec:
+def build(shared: Shared, mode: Spec) -> TabSpec:
+    name = mode.name
     sampling = shared.ctx.settings.sampling
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
@@ -32,30 +29,27 @@ def build(shared: Shared) -> TabSpec:
                 max_lines=12,
                 placeholder="A banana-yellow vintage scooter parked on a rainy Lisbon street, "
                 "neon reflections, 35 mm photo",
-                elem_id=f"{MODE}_prompt",
+                elem_id=f"{name}_prompt",
             )
             size = gr.Dropdown(
                 [*SIZE_PRESETS, CUSTOM],
                 value=DEFAULT_SIZE_PRESET,
                 label="Size",
                 info="Qwen-Image's native aspect presets (multiples of 16)",
-                elem_id=f"{MODE}_size",
+                elem_id=f"{name}_size",
             )
-            controls = run_controls(MODE, "Generate")
+            controls = run_controls(name, "Generate")
             # Open here: the column has room, and size and steps matter most when generating.
             with gr.Accordion("Advanced", open=True):
                 w0, h0 = SIZE_PRESETS[DEFAULT_SIZE_PRESET]
                 with gr.Row():
-                    width = gr.Slider(256, 2048, value=w0, step=16, label="Width", elem_id=f"{MODE}_width")
-                    height = gr.Slider(256, 2048, value=h0, step=16, label="Height", elem_id=f"{MODE}_height")
-                negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{MODE}_negative")
-                adv = advanced_controls(
-                    shared.ctx, MODE, steps=sampling.generate_steps, cfg=sampling.generate_cfg
-                )
+                    width = input_slider(mode, "width", value=w0)
+                    height = input_slider(mode, "height", value=h0)
+                adv = advanced_controls(shared.ctx, mode)
         with gr.Column(scale=3, min_width=400):
-            panel = output_panel(MODE)
+            panel = output_panel(name, shared.ctx.registry)
 
-    def on_size(label: str) -> tuple[Any, Any]:
+    def on_size(label: str) -> tuple[object, object]:
         if label not in SIZE_PRESETS:
             return gr.skip(), gr.skip()
         w, h = SIZE_PRESETS[label]
@@ -69,32 +63,21 @@ def build(shared: Shared) -> TabSpec:
 
     for slider in (width, height):
         slider.change(on_manual, [width, height], size, queue=False, show_progress="hidden",
-                       api_visibility="private")
+                      api_visibility="private")
 
-    def on_variant(name: str) -> tuple[int, float]:
+    def on_variant(variant: str) -> tuple[int, float]:
         # The 4-step turbo UNet wants few steps and no CFG; everything else the usual ones.
-        if name == "turbo":
+        if variant == "turbo":
             return sampling.turbo_steps, sampling.turbo_cfg
         return sampling.generate_steps, sampling.generate_cfg
 
     adv.variant.change(on_variant, adv.variant, [adv.steps, adv.cfg], queue=False,
                        show_progress="hidden", api_visibility="private")
 
-    def make(values: list[Any]) -> Built:
-        common, (text, neg, w, h) = common_values(adv, values)
-        request = GenerateRequest(
-            prompt=text or "", width=int(w), height=int(h), negative_prompt=neg or "", **common
-        )
-        params = {"prompt": text, "negative_prompt": neg, **common}
-        return Built(request, params)
-
     return TabSpec(
-        mode=MODE,
-        inputs=[*adv.inputs(), prompt, negative, width, height],
-        build=make,
+        mode=mode,
+        fields={"prompt": prompt, "width": width, "height": height, **adv.fields()},
         controls=controls,
         panel=panel,
         advanced=adv,
-        fields={"prompt": prompt, "negative_prompt": negative, "width": width, "height": height,
-                **adv.fields()},
     )

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from backend.operations import OutpaintRequest
-from backend.operations.base import InvalidRequest
 from backend.operations.images import decode_image
-from ui.controls import advanced_controls, output_panel, run_controls, upload_image
+from backend.requests import InvalidRequest
 from ui.imaging import OUTPAINT_ASPECTS, Pads, padded_preview, pads_for_aspect
-from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
+from ui.layout import advanced_controls, input_slider, output_panel, run_controls, upload_image
+from ui.tabspec import Shared, Spec, TabSpec
 
-MODE = "outpaint"
 SIDES = ("left", "top", "right", "bottom")
 
 
@@ -45,13 +42,14 @@ def preview_source(path: str, max_pixels: int) -> tuple[Image.Image, tuple[int, 
     return small, image.size
 
 
-def build(shared: Shared) -> TabSpec:
-    sampling = shared.ctx.settings.sampling
-    max_pad = int(getattr(shared.ctx.settings, "max_outpaint_pad", 1024))
+def build(shared: Shared, mode: Spec) -> TabSpec:
+    prefix = mode.name
+    settings = shared.ctx.settings
+    pad = settings.pad_knob
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
             with gr.Row(equal_height=False):
-                image = upload_image(f"{MODE}_image", "Picture", 250, min_width=160)
+                image = upload_image(f"{prefix}_image", "Picture", 250, min_width=160)
                 preview = gr.Image(
                     label="New canvas",
                     type="pil",
@@ -60,47 +58,42 @@ def build(shared: Shared) -> TabSpec:
                     height=250,
                     min_width=160,
                     buttons=["fullscreen"],
-                    elem_id=f"{MODE}_canvas",
+                    elem_id=f"{prefix}_canvas",
                 )
-            size_text = gr.Markdown(canvas_text(None, Pads(0, 0, 0, 0)), elem_id=f"{MODE}_size",
+            size_text = gr.Markdown(canvas_text(None, Pads(0, 0, 0, 0)), elem_id=f"{prefix}_size",
                                     elem_classes=["hint"])
             with gr.Row(elem_classes=["aspect-row"]):
                 aspect_buttons = {
                     name: gr.Button(name, size="sm", min_width=60,
-                                    elem_id=f"{MODE}_aspect_{name[3:].replace(':', 'x')}")
+                                    elem_id=f"{prefix}_aspect_{name[3:].replace(':', 'x')}")
                     for name in OUTPAINT_ASPECTS
                 }
             sliders = {}
             with gr.Row():
                 for side in SIDES[:2]:
-                    sliders[side] = gr.Slider(0, max_pad, value=0, step=16, label=side.capitalize(),
-                                              elem_id=f"{MODE}_{side}")
+                    sliders[side] = input_slider(mode, side, knob=pad)
             with gr.Row():
                 for side in SIDES[2:]:
-                    sliders[side] = gr.Slider(0, max_pad, value=0, step=16, label=side.capitalize(),
-                                              elem_id=f"{MODE}_{side}")
+                    sliders[side] = input_slider(mode, side, knob=pad)
             prompt = gr.Textbox(
                 label="What the new area shows (optional)",
                 lines=2,
                 placeholder="continue the beach and the sky",
-                elem_id=f"{MODE}_prompt",
+                elem_id=f"{prefix}_prompt",
             )
-            controls = run_controls(MODE, "Outpaint")
+            controls = run_controls(prefix, "Outpaint")
             with gr.Accordion("Advanced", open=False):
-                feathering = gr.Slider(0, 256, value=24, step=4, label="Seam feathering (px)",
-                                       elem_id=f"{MODE}_feathering")
-                negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{MODE}_negative")
-                adv = advanced_controls(
-                    shared.ctx, MODE, steps=sampling.edit_steps, cfg=sampling.edit_cfg
-                )
+                feathering = input_slider(mode, "feathering")
+                adv = advanced_controls(shared.ctx, mode)
         with gr.Column(scale=3, min_width=400):
-            panel = output_panel(MODE)
+            panel = output_panel(prefix, shared.ctx.registry)
 
     side_list = [sliders[s] for s in SIDES]
+    max_pixels = settings.max_input_pixels
 
-    max_pixels = int(getattr(shared.ctx.settings, "max_input_pixels", 40_000_000))
-
-    def show(path: str | None, left: float, top: float, right: float, bottom: float):
+    def show(
+        path: str | None, left: float, top: float, right: float, bottom: float
+    ) -> tuple[Image.Image | None, str]:
         pads = Pads(int(left), int(top), int(right), int(bottom))
         if path is None:
             return None, canvas_text(None, pads)
@@ -118,7 +111,7 @@ def build(shared: Shared) -> TabSpec:
         slider.release(show, [image, *side_list], [preview, size_text], **quiet)
 
     for name, button in aspect_buttons.items():
-        def to_aspect(path: str | None, _ratio: float = OUTPAINT_ASPECTS[name]):
+        def to_aspect(path: str | None, _ratio: float = OUTPAINT_ASPECTS[name]) -> tuple[object, ...]:
             if path is None:
                 gr.Warning("Add a picture first.")
                 return (gr.skip(),) * 6
@@ -127,32 +120,18 @@ def build(shared: Shared) -> TabSpec:
             except InvalidRequest as exc:
                 gr.Warning(exc.message)
                 return (gr.skip(),) * 6
-            pads = pads_for_aspect(size, _ratio, max_pad)
+            pads = pads_for_aspect(size, _ratio, pad.high)
             preview_img, text = show(path, pads.left, pads.top, pads.right, pads.bottom)
             return pads.left, pads.top, pads.right, pads.bottom, preview_img, text
 
         button.click(to_aspect, image, [*side_list, preview, size_text], **quiet)
 
-    def make(values: list[Any]) -> Built:
-        common, (path, left, top, right, bottom, text, feather, neg) = common_values(adv, values)
-        img = read_upload(path)
-        request = OutpaintRequest(
-            image=img, left=int(left), top=int(top), right=int(right), bottom=int(bottom),
-            prompt=text or "", feathering=int(feather), negative_prompt=neg or "", **common,
-        )
-        params = {"prompt": text, "left": int(left), "top": int(top), "right": int(right),
-                  "bottom": int(bottom), "feathering": int(feather), "negative_prompt": neg,
-                  **common}
-        return Built(request, params, (img,) if img is not None else ())
-
     return TabSpec(
-        mode=MODE,
-        inputs=[*adv.inputs(), image, *side_list, prompt, feathering, negative],
-        build=make,
+        mode=mode,
+        fields={"image": image, **sliders, "prompt": prompt, "feathering": feathering,
+                **adv.fields()},
         controls=controls,
         panel=panel,
         advanced=adv,
-        fields={"prompt": prompt, **sliders, "feathering": feathering,
-                "negative_prompt": negative, **adv.fields()},
         sources=[image],
     )

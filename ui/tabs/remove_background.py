@@ -2,44 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import gradio as gr
 
-from backend.operations import RemoveBackgroundRequest
-from ui.controls import advanced_controls, output_panel, run_controls, upload_image
-from ui.widgets import Built, Shared, TabSpec, common_values, read_upload
-
-MODE = "remove_background"
+from ui.layout import advanced_controls, output_panel, run_controls, upload_image
+from ui.tabspec import Shared, Spec, TabSpec
 
 
-def build(shared: Shared) -> TabSpec:
+def build(shared: Shared, mode: Spec) -> TabSpec:
+    name = mode.name
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            image = upload_image(f"{MODE}_image", "Picture", 380)
+            image = upload_image(f"{name}_image", "Picture", 380)
             gr.Markdown(
                 "The result keeps full resolution, with a transparent background (PNG).",
                 elem_classes=["hint"],
             )
-            controls = run_controls(MODE, "Remove background")
+            controls = run_controls(name, "Remove background")
             with gr.Accordion("Advanced", open=False):
-                adv = advanced_controls(shared.ctx, MODE, steps=None, cfg=None, sampler=False)
+                adv = advanced_controls(shared.ctx, mode)
         with gr.Column(scale=3, min_width=400):
-            panel = output_panel(MODE, compare=True)
-
-    def make(values: list[Any]) -> Built:
-        common, (path,) = common_values(adv, values)
-        img = read_upload(path)
-        request = RemoveBackgroundRequest(image=img, **common)
-        return Built(request, {"variant": common.get("variant")}, (img,) if img is not None else ())
-
+            panel = output_panel(name, shared.ctx.registry, compare=True)
     return TabSpec(
-        mode=MODE,
-        inputs=[*adv.inputs(), image],
-        build=make,
+        mode=mode,
+        fields={"image": image, **adv.fields()},
         controls=controls,
         panel=panel,
         advanced=adv,
-        fields={"variant": adv.variant},
         sources=[image],
     )

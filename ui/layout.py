@@ -1,7 +1,8 @@
-"""Building blocks every tab lays out the same way: the Advanced knobs, the run row, and the
-output panel (progress host, live preview, result, info, send-to buttons).
+"""Layout: the components every tab lays out the same way — image uploads, sliders made from a
+mode's declared inputs, the Advanced knobs, the run row, and the output panel (progress host,
+live preview, result, info, send-to buttons).
 
-Only layout lives here; `ui/widgets.py` wires the behaviour.
+Only layout lives here; `ui/runner.py` wires the behaviour, `ui/tabspec.py` binds by name.
 """
 
 from __future__ import annotations
@@ -12,36 +13,15 @@ from typing import Any
 
 import gradio as gr
 
-log = logging.getLogger(__name__)
+from backend import limits
+from backend.context import StudioContext
+from backend.limits import Knob
+from backend.modes import ModeInput, ModeRegistry, ModeSpec
+from backend.requests import RequestBase
+from ui.imaging import MASK_ALPHA, MASK_RGB
 
-# Tab labels, in page order. The ids are the mode names used everywhere else.
-TAB_LABELS: dict[str, str] = {
-    "generate": "Generate",
-    "edit": "Edit",
-    "multiref": "Multi-ref",
-    "remove_background": "Remove background",
-    "region_edit": "Region edit",
-    "inpaint": "Inpaint",
-    "outpaint": "Outpaint",
-}
-# What a result can be sent on to (Generate takes no image).
-SEND_TARGETS: tuple[str, ...] = (
-    "edit",
-    "inpaint",
-    "outpaint",
-    "region_edit",
-    "remove_background",
-    "multiref",
-)
-SEND_LABELS: dict[str, str] = {
-    "edit": "Edit",
-    "inpaint": "Inpaint",
-    "outpaint": "Outpaint",
-    "region_edit": "Region edit",
-    "remove_background": "Remove bg",
-    "multiref": "Multi-ref",
-}
-MAX_SEED = 2**53 - 1
+log = logging.getLogger(__name__)
+Spec = ModeSpec[RequestBase]
 
 
 def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> gr.Image:
@@ -65,62 +45,124 @@ def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> gr.Ima
     )
     stock = image.preprocess
 
-    def path_of_upload(payload: Any) -> str | None:
+    def path_of_upload(payload: Any) -> Any:
         if payload is None:
             return None
-        if getattr(payload, "path", None):
-            return str(payload.path)
+        path = getattr(payload, "path", None)   # Gradio's ImageData (not ours)
+        if path:
+            return str(path)
         return stock(payload)  # a data: URL (rare): let Gradio decode it
 
     image.preprocess = path_of_upload  # type: ignore[method-assign]
     return image
 
 
+BRUSH_COLOUR = (f"rgb({MASK_RGB[0]}, {MASK_RGB[1]}, {MASK_RGB[2]})", round(MASK_ALPHA / 255, 2))
+
+
+def mask_editor(elem_id: str, label: str, height: int = 440) -> gr.ImageEditor:
+    """A picture with one fixed mask layer to paint on. The canvas takes the image's own size
+    (fixed_canvas=False) and cannot be cropped or resized, so the mask lines up pixel for
+    pixel with the picture the request sends."""
+    return gr.ImageEditor(
+        label=label,
+        type="pil",
+        image_mode="RGBA",
+        format="png",
+        sources=["upload", "clipboard"],
+        transforms=(),
+        layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
+        brush=gr.Brush(
+            default_size="auto", colors=[BRUSH_COLOUR], default_color=BRUSH_COLOUR,
+            color_mode="fixed",
+        ),
+        eraser=gr.Eraser(default_size="auto"),
+        fixed_canvas=False,
+        height=height,
+        elem_id=elem_id,
+    )
+
+
 @dataclass
 class Advanced:
-    """The common sampling knobs. `steps`/`cfg` are None for modes without a sampler."""
+    """The common knobs. Sampler knobs (`negative`, `steps`, `cfg`) are None for a mode whose
+    model family has no sampler (seed and randomize are then hidden)."""
 
     seed: gr.Number
     randomize: gr.Checkbox
     variant: gr.Dropdown
+    negative: gr.Textbox | None = None
     steps: gr.Slider | None = None
     cfg: gr.Slider | None = None
 
-    def inputs(self) -> list[gr.components.Component]:
-        return [c for c in (self.seed, self.randomize, self.steps, self.cfg, self.variant) if c]
-
     def fields(self) -> dict[str, gr.components.Component]:
-        out: dict[str, gr.components.Component] = {"seed": self.seed, "variant": self.variant}
-        if self.steps is not None:
-            out["steps"] = self.steps
-        if self.cfg is not None:
-            out["cfg"] = self.cfg
+        """The knobs by the name the run reads them by (ui/tabspec.py COMMON_FIELDS)."""
+        out: dict[str, gr.components.Component] = {
+            "seed": self.seed, "randomize": self.randomize, "variant": self.variant,
+        }
+        for name, component in (
+            ("negative_prompt", self.negative), ("steps", self.steps), ("cfg", self.cfg),
+        ):
+            if component is not None:
+                out[name] = component
         return out
 
 
-def variants_of(ctx: Any, mode: str) -> list[str]:
+def variants_of(ctx: StudioContext, mode: str) -> list[str]:
     try:
         names = list(ctx.library.variants(mode))
-    except Exception as exc:  # a broken workflows dir must not stop the page from loading
+    except OSError as exc:  # a broken workflows dir must not stop the page from loading
         log.warning("variants of %s unavailable: %s", mode, exc)
         names = []
     return names or ["default"]
 
 
-def advanced_controls(
-    ctx: Any, mode: str, *, steps: int | None, cfg: float | None, sampler: bool = True
-) -> Advanced:
-    """Call inside the tab's `gr.Accordion("Advanced")`; the tab adds its own knobs after."""
+def knob_slider(
+    knob: Knob, *, value: float, label: str, elem_id: str, **kwargs: Any
+) -> gr.Slider:
+    return gr.Slider(knob.low, knob.high, value=value, step=knob.step, label=label,
+                     elem_id=elem_id, **kwargs)
+
+
+def input_slider(
+    spec: Spec, name: str, *, knob: Knob | None = None, value: float | None = None,
+    **kwargs: Any,
+) -> gr.Slider:
+    """The slider of one declared NUMBER input: its knob's limits (or `knob`, where a setting
+    moves them), label and starting value (or `value`)."""
+    inp = _declared(spec, name)
+    knob = knob or inp.knob
+    assert knob is not None, f"{spec.name}.{name} is not a number"
+    if value is None:
+        value = inp.default if inp.default is not None else knob.low
+    return knob_slider(knob, value=value, label=inp.label, elem_id=f"{spec.name}_{name}",
+                       **kwargs)
+
+
+def _declared(spec: Spec, name: str) -> ModeInput:
+    inp = spec.input(name)
+    if inp is None:
+        raise KeyError(f"mode {spec.name!r} declares no input {name!r}")
+    return inp
+
+
+def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
+    """Call inside the tab's `gr.Accordion("Advanced")`, after the tab's own knobs."""
+    mode = spec.name
+    defaults = spec.family.sampler(ctx.settings) if spec.family.sampler is not None else None
+    negative = None
+    if defaults is not None:
+        negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{mode}_negative")
     with gr.Row(equal_height=True):
         seed = gr.Number(
             label="Seed",
             value=0,
             precision=0,
-            minimum=0,
-            maximum=MAX_SEED,
+            minimum=limits.SEED.low,
+            maximum=limits.SEED.high,
             scale=3,
             elem_id=f"{mode}_seed",
-            visible=sampler,
+            visible=defaults is not None,
         )
         randomize = gr.Checkbox(
             label="Random seed",
@@ -128,17 +170,16 @@ def advanced_controls(
             scale=1,
             min_width=120,
             elem_id=f"{mode}_randomize",
-            visible=sampler,
+            visible=defaults is not None,
         )
     step_slider = cfg_slider = None
-    if sampler:
+    if defaults is not None:
         with gr.Row():
-            step_slider = gr.Slider(
-                1, 80, value=steps or 20, step=1, label="Steps", elem_id=f"{mode}_steps"
+            step_slider = knob_slider(
+                limits.STEPS, value=defaults.steps, label="Steps", elem_id=f"{mode}_steps"
             )
-            cfg_slider = gr.Slider(
-                0.0, 10.0, value=cfg if cfg is not None else 2.5, step=0.1, label="CFG",
-                elem_id=f"{mode}_cfg",
+            cfg_slider = knob_slider(
+                limits.CFG, value=defaults.cfg, label="CFG", elem_id=f"{mode}_cfg"
             )
     names = variants_of(ctx, mode)
     variant = gr.Dropdown(
@@ -149,7 +190,7 @@ def advanced_controls(
         elem_id=f"{mode}_variant",
         interactive=len(names) > 1,
     )
-    return Advanced(seed, randomize, variant, step_slider, cfg_slider)
+    return Advanced(seed, randomize, variant, negative, step_slider, cfg_slider)
 
 
 @dataclass
@@ -159,16 +200,10 @@ class RunControls:
     message: gr.Markdown
 
 
-def mask_edge_sliders(mode: str, grow: int, feather: int) -> tuple[gr.Slider, gr.Slider]:
+def mask_edge_sliders(spec: Spec) -> tuple[gr.Slider, gr.Slider]:
     """Grow and feather (input pixels) for the masked modes, side by side."""
     with gr.Row():
-        grow_slider = gr.Slider(
-            0, 128, value=grow, step=1, label="Grow mask (px)", elem_id=f"{mode}_grow"
-        )
-        feather_slider = gr.Slider(
-            0, 128, value=feather, step=1, label="Feather (px)", elem_id=f"{mode}_feather"
-        )
-    return grow_slider, feather_slider
+        return input_slider(spec, "grow"), input_slider(spec, "feather")
 
 
 def run_controls(mode: str, label: str) -> RunControls:
@@ -191,8 +226,14 @@ class OutputPanel:
     compare: gr.ImageSlider | None = None
 
 
+def send_targets(registry: ModeRegistry) -> list[Spec]:
+    """The modes a result can be sent on to, in their buttons' order."""
+    targets = [s for s in registry if s.send_to is not None]
+    return sorted(targets, key=lambda s: s.send_to.order if s.send_to else 0)
+
+
 def output_panel(
-    mode: str, *, mask_label: str | None = None, compare: bool = False
+    mode: str, registry: ModeRegistry, *, mask_label: str | None = None, compare: bool = False
 ) -> OutputPanel:
     """Progress host above the image so the overlay never covers the live preview."""
     status = gr.HTML(
@@ -252,12 +293,13 @@ def output_panel(
     send: dict[str, gr.Button] = {}
     with gr.Row(elem_classes=["send-row"]):
         gr.HTML("<span class='send-label'>Send result to</span>", padding=False)
-        for target in SEND_TARGETS:
-            send[target] = gr.Button(
-                SEND_LABELS[target],
+        for target in send_targets(registry):
+            assert target.send_to is not None
+            send[target.name] = gr.Button(
+                target.send_to.label,
                 size="sm",
                 variant="secondary",
                 min_width=60,
-                elem_id=f"{mode}_send_{target}",
+                elem_id=f"{mode}_send_{target.name}",
             )
     return OutputPanel(mode, status, preview, result, info, send, mask, slider)

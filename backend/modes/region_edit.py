@@ -1,5 +1,5 @@
-"""Edit only the region that some words name (template `region_edit.json`): Florence-2
-finds it, SAM 2 outlines it, GrowMask grows it, the edit model repaints it.
+"""Region edit: edit only the region some words name (template `region_edit.json`):
+Florence-2 finds it, SAM 2 outlines it, GrowMask grows it, the edit model repaints it.
 
 The job runner first executes only the #mask_output branch (`precheck_role`) and calls
 `check_precheck`: nothing found is the user's error ("Nothing matched ..."), never a silent
@@ -10,39 +10,56 @@ mask the model used (scaled up, then feathered), so pixels outside it are unchan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image
 
-from backend.settings import Settings
-
-from .base import (
-    DIFFUSION_OPTIONAL,
-    ImageInput,
-    InvalidRequest,
+from backend import limits
+from backend.api.schemas import text
+from backend.modes.spec import (
+    ApiInput,
+    ApiRoute,
+    ApiSpec,
+    InputKind,
+    ModeInput,
+    ModeSpec,
+    SendTo,
+    WarmupInputs,
+)
+from backend.operations.base import (
+    Assembled,
+    Operation,
     Outputs,
     Prepared,
-    RequestBase,
     check_common,
     check_grow_feather,
     check_image_present,
     check_prompt,
+)
+from backend.operations.families import (
+    DIFFUSION_OPTIONAL,
+    DIFFUSION_ROLES,
+    EDIT_MODEL,
     diffusion_values,
     edit_sampling,
 )
-from .inputs import load_input
-from .masks import composite, feather, is_empty, scale_pixels, to_mask
+from backend.operations.inputs import load_input
+from backend.operations.masks import composite, feather, is_empty, scale_pixels, to_mask
+from backend.requests import ImageInput, InvalidRequest, RequestBase
+from backend.settings import Settings
 
-MAX_REGION_CHARS = 300
+NAME = "region_edit"
+GROW, FEATHER = 8, 8  # where the knobs start (px)
 
 
 @dataclass(frozen=True)
 class RegionEditRequest(RequestBase):
-    mode = "region_edit"
+    mode: ClassVar[str] = NAME
     image: ImageInput
     region: str
     prompt: str
-    grow: int = 8
-    feather: int = 8
+    grow: int = GROW
+    feather: int = FEATHER
 
 
 @dataclass(frozen=True)
@@ -52,8 +69,7 @@ class RegionState:
     feather: int
 
 
-class RegionEditOperation:
-    mode = "region_edit"
+class RegionEditOperation(Operation[RegionEditRequest]):
     precheck_role = "mask_output"
 
     def validate(self, request: RegionEditRequest, settings: Settings) -> None:
@@ -63,12 +79,12 @@ class RegionEditOperation:
             raise InvalidRequest(
                 "Name the region to change, e.g. 'the red car' or 'the sky'.", "region"
             )
-        if len(request.region) > MAX_REGION_CHARS:
+        if len(request.region) > limits.REGION_CHARS:
             raise InvalidRequest(
-                f"Describe the region in at most {MAX_REGION_CHARS} characters.", "region"
+                f"Describe the region in at most {limits.REGION_CHARS} characters.", "region"
             )
         check_prompt(request.prompt)
-        check_grow_feather(request)
+        check_grow_feather(request.grow, request.feather)
 
     def prepare(self, request: RegionEditRequest, settings: Settings) -> Prepared:
         notes: list[str] = []
@@ -79,12 +95,12 @@ class RegionEditOperation:
         # Grow is in input pixels; GrowMask works on the working-size mask.
         values["grow"] = {"pixels": scale_pixels(request.grow, source.scale)}
         # FeatherMask fades a mask toward the image borders, not along its own edge: the
-        # studio feathers the composite mask itself (in `finish`), so the template's is off.
+        # studio feathers the composite mask itself (in `assemble`), so the template's is off.
         values["feather"] = {"pixels": 0}
         values["grounding_model"] = {"name": settings.models.florence2}
         values["segment_model"] = {"name": settings.models.sam2}
         return Prepared(
-            mode=self.mode,
+            mode=NAME,
             seed=sampling.seed,
             uploads={"image": source.png()},
             values=values,
@@ -98,11 +114,11 @@ class RegionEditOperation:
     def check_precheck(self, prepared: Prepared, images: list[Image.Image]) -> None:
         """Refuse to edit when segmentation found nothing."""
         if not images or is_empty(to_mask(images[0])):
-            region = prepared.state.region
+            region = prepared.state_as(RegionState).region
             raise InvalidRequest(f"Nothing matched '{region}' — try other words.", "region")
 
-    def finish(self, prepared: Prepared, outputs: Outputs):
-        state: RegionState = prepared.state
+    def assemble(self, prepared: Prepared, outputs: Outputs) -> Assembled:
+        state = prepared.state_as(RegionState)
         masks = outputs.get("mask_output", [])
         if not masks:
             raise ValueError("the template's #mask_output produced no image")
@@ -110,4 +126,38 @@ class RegionEditOperation:
         used = masks[0].convert("L").resize(state.full.size, Image.Resampling.BILINEAR)
         mask = feather(used, state.feather)
         images = [composite(state.full, out, mask) for out in outputs.get("output", [])]
-        return images, {"mask": mask}
+        return Assembled(images, {"mask": mask})
+
+
+def from_api(call: ApiInput) -> RegionEditRequest:
+    region = text(call.fields.get("region"), "region", required=True)
+    return RegionEditRequest(image=call.images[0], region=region, prompt=call.prompt)
+
+
+def warmup(inputs: WarmupInputs) -> RegionEditRequest:
+    return RegionEditRequest(
+        image=inputs.image, region="the ball", prompt=inputs.instruction, seed=0, steps=1
+    )
+
+
+SPEC = ModeSpec(
+    name=NAME,
+    title="Region edit",
+    request_type=RegionEditRequest,
+    operation=RegionEditOperation(),
+    roles=DIFFUSION_ROLES | {"image", "region", "grow", "mask_output"},
+    family=EDIT_MODEL,
+    peak_vram_gb=33.0,
+    inputs=(
+        ModeInput("image", InputKind.IMAGE, "Picture"),
+        ModeInput("region", InputKind.TEXT, "Region", placeholder="the red car"),
+        ModeInput("prompt", InputKind.PROMPT, "Instruction"),
+        ModeInput("grow", InputKind.NUMBER, "Grow mask (px)", knob=limits.GROW, default=GROW),
+        ModeInput("feather", InputKind.NUMBER, "Feather (px)", knob=limits.FEATHER,
+                  default=FEATHER),
+    ),
+    warmup=warmup,
+    order=50,
+    api=ApiSpec(models=("qwen-image-region-edit",), route=ApiRoute.EDITS, build=from_api),
+    send_to=SendTo("Region edit", 4),
+)

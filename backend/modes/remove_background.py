@@ -1,4 +1,5 @@
-"""Background removal with BiRefNet (template `remove_background.json`, class BiRefNetRMBG).
+"""Remove background: a cut-out with BiRefNet (template `remove_background.json`, class
+BiRefNetRMBG).
 
 BiRefNet gets an RGB picture at the working size (it resizes internally anyway); the result
 is the input's own full-resolution pixels with the model's alpha scaled up to match, so the
@@ -10,35 +11,47 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image, ImageChops
 
-from backend.settings import Settings
-
-from .base import (
-    ImageInput,
+from backend.modes.spec import (
+    ApiInput,
+    ApiRoute,
+    ApiSpec,
+    InputKind,
+    ModeInput,
+    ModeSpec,
+    SendTo,
+    WarmupInputs,
+)
+from backend.operations.base import (
+    Assembled,
+    Operation,
     Outputs,
     Prepared,
-    RequestBase,
     check_common,
     check_image_present,
     resolve_seed,
 )
-from .images import decode_image, encode_png, flatten
-from .inputs import to_working
+from backend.operations.families import BACKGROUND_REMOVAL_MODEL
+from backend.operations.images import decode_image, encode_png, flatten
+from backend.operations.inputs import to_working
+from backend.requests import ImageInput, RequestBase
+from backend.settings import Settings
 
 log = logging.getLogger(__name__)
+
+NAME = "remove_background"
 
 
 @dataclass(frozen=True)
 class RemoveBackgroundRequest(RequestBase):
-    mode = "remove_background"
+    mode: ClassVar[str] = NAME
     image: ImageInput
 
 
-class RemoveBackgroundOperation:
-    mode = "remove_background"
-
+class RemoveBackgroundOperation(Operation[RemoveBackgroundRequest]):
     def validate(self, request: RemoveBackgroundRequest, settings: Settings) -> None:
         check_common(request)
         check_image_present(request.image)
@@ -48,7 +61,7 @@ class RemoveBackgroundOperation:
         original = decode_image(request.image, max_pixels=settings.max_input_pixels, notes=notes)
         work = to_working(flatten(original), settings, notes, "The image", upscale_small=False)
         return Prepared(
-            mode=self.mode,
+            mode=NAME,
             seed=resolve_seed(request.seed),
             uploads={"image": encode_png(work)},
             values={"rmbg": {"model": settings.models.birefnet}},
@@ -57,8 +70,8 @@ class RemoveBackgroundOperation:
             notes=tuple(notes),
         )
 
-    def finish(self, prepared: Prepared, outputs: Outputs):
-        original: Image.Image = prepared.state
+    def assemble(self, prepared: Prepared, outputs: Outputs) -> Assembled:
+        original = prepared.state_as(Image.Image)
         results = []
         for output in outputs.get("output", []):
             if "A" in output.getbands():
@@ -74,4 +87,28 @@ class RemoveBackgroundOperation:
             result = original.convert("RGB")
             result.putalpha(alpha)
             results.append(result)
-        return results, {}
+        return Assembled(results)
+
+
+def from_api(call: ApiInput) -> RemoveBackgroundRequest:
+    return RemoveBackgroundRequest(image=call.images[0])
+
+
+def warmup(inputs: WarmupInputs) -> RemoveBackgroundRequest:
+    return RemoveBackgroundRequest(image=inputs.image, seed=0)
+
+
+SPEC = ModeSpec(
+    name=NAME,
+    title="Remove background",
+    request_type=RemoveBackgroundRequest,
+    operation=RemoveBackgroundOperation(),
+    roles=frozenset({"image", "rmbg", "output"}),
+    family=BACKGROUND_REMOVAL_MODEL,
+    peak_vram_gb=3.0,
+    inputs=(ModeInput("image", InputKind.IMAGE, "Picture"),),
+    warmup=warmup,
+    order=40,
+    api=ApiSpec(models=("qwen-image-remove-background",), route=ApiRoute.EDITS, build=from_api),
+    send_to=SendTo("Remove bg", 5),
+)

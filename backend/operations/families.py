@@ -1,0 +1,111 @@
+"""Model families: modes that run on the same models (switching between them costs no model
+swap), the files the studio binds for them, and their sampler defaults.
+
+Also the sampler and loader bindings every diffusion mode shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from backend.operations.base import RoleValues, resolve_seed
+from backend.requests import RequestBase
+from backend.settings import Settings
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """Where the UI's Steps and CFG sliders start (the request's None means the same)."""
+
+    steps: int
+    cfg: float
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """`name` is for people ("the edit model is already loaded"); `files` maps the template
+    roles the studio binds to the model files settings name (preflight checks them on the
+    server); `sampler` is None for a family without sampler knobs (no Steps, CFG, negative)."""
+
+    name: str
+    files: Callable[[Settings], Mapping[str, str]]
+    sampler: Callable[[Settings], SamplerDefaults] | None = None
+
+
+GENERATION_MODEL = ModelFamily(
+    "generation model",
+    lambda s: {"unet": s.models.generate_unet, "clip": s.models.text_encoder, "vae": s.models.vae},
+    lambda s: SamplerDefaults(s.sampling.generate_steps, s.sampling.generate_cfg),
+)
+EDIT_MODEL = ModelFamily(
+    "edit model",
+    lambda s: {"unet": s.models.edit_unet, "clip": s.models.text_encoder, "vae": s.models.vae},
+    lambda s: SamplerDefaults(s.sampling.edit_steps, s.sampling.edit_cfg),
+)
+# BiRefNet is a model its node pack downloads and manages, not a folder file to check.
+BACKGROUND_REMOVAL_MODEL = ModelFamily("background-removal model", lambda s: {})
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The resolved sampler values of one request (defaults filled from settings)."""
+
+    seed: int
+    steps: int
+    cfg: float
+    unet: str
+    shift: float
+
+
+def generate_sampling(request: RequestBase, settings: Settings) -> Sampling:
+    s, m = settings.sampling, settings.models
+    if request.variant == "turbo":  # the 4-step distilled UNet has its own defaults
+        unet, steps, cfg = m.generate_turbo_unet, s.turbo_steps, s.turbo_cfg
+    else:
+        unet, steps, cfg = m.generate_unet, s.generate_steps, s.generate_cfg
+    return Sampling(
+        seed=resolve_seed(request.seed),
+        steps=request.steps if request.steps is not None else steps,
+        cfg=float(request.cfg if request.cfg is not None else cfg),
+        unet=unet,
+        shift=s.generate_shift,
+    )
+
+
+def edit_sampling(request: RequestBase, settings: Settings) -> Sampling:
+    s = settings.sampling
+    return Sampling(
+        seed=resolve_seed(request.seed),
+        steps=request.steps if request.steps is not None else s.edit_steps,
+        cfg=float(request.cfg if request.cfg is not None else s.edit_cfg),
+        unet=settings.models.edit_unet,
+        shift=s.edit_shift,
+    )
+
+
+def diffusion_values(
+    sampling: Sampling, settings: Settings, prompt: str, negative: str
+) -> RoleValues:
+    """Bindings of the loaders, the texts and the sampler, shared by every diffusion mode."""
+    return {
+        "unet": {"name": sampling.unet},
+        "clip": {"name": settings.models.text_encoder},
+        "vae": {"name": settings.models.vae},
+        "shift": {"shift": sampling.shift},
+        "prompt": {"text": prompt},
+        "negative": {"text": negative},
+        "sampler": {
+            "seed": sampling.seed,
+            "steps": sampling.steps,
+            "cfg": sampling.cfg,
+            "sampler_name": settings.sampling.sampler,
+            "scheduler": settings.sampling.scheduler,
+        },
+    }
+
+
+# Roles a diffusion template may lack without being wrong (bound only when present).
+DIFFUSION_OPTIONAL = frozenset({"shift"})
+# The roles every diffusion template carries (a mode adds its own image and output roles).
+DIFFUSION_ROLES = frozenset({"unet", "clip", "vae", "prompt", "negative", "sampler", "output"})

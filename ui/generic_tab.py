@@ -1,0 +1,68 @@
+"""The tab of any mode without a tab module of its own, built from its declared inputs: a text
+box per prompt or text, an upload per picture (three for several), a mask editor when it
+takes a mask, a slider per number (in Advanced, with the common knobs)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from backend.modes import InputKind
+from ui.layout import (
+    advanced_controls,
+    input_slider,
+    mask_editor,
+    output_panel,
+    run_controls,
+    upload_image,
+)
+from ui.tabspec import Component, Shared, Spec, TabSpec, image_slots
+
+
+def build(shared: Shared, mode: Spec) -> TabSpec:
+    name = mode.name
+    fields: dict[str, Component] = {}
+    sources: list[Component] = []
+    editors: set[int] = set()
+    painted = mode.has(InputKind.MASK)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            for inp in mode.inputs:
+                elem_id = f"{name}_{inp.name}"
+                if inp.kind is InputKind.IMAGE and painted:
+                    editor = mask_editor(elem_id, f"{inp.label} — paint over what should change")
+                    fields[inp.name] = editor
+                    editors.add(len(sources))
+                    sources.append(editor)
+                elif inp.kind is InputKind.IMAGE:
+                    fields[inp.name] = upload_image(elem_id, inp.label, 340)
+                    sources.append(fields[inp.name])
+                elif inp.kind is InputKind.IMAGES:
+                    with gr.Row():
+                        for slot in image_slots(inp):
+                            fields[slot] = upload_image(f"{name}_{slot}", slot.capitalize(), 200)
+                            sources.append(fields[slot])
+                elif inp.kind in (InputKind.PROMPT, InputKind.TEXT):
+                    fields[inp.name] = gr.Textbox(
+                        label=inp.label, lines=3 if inp.kind is InputKind.PROMPT else 1,
+                        placeholder=inp.placeholder, elem_id=elem_id,
+                    )
+            for inp in mode.inputs:   # the mask is painted on the picture's editor
+                if inp.kind is InputKind.MASK:
+                    fields[inp.name] = next(c for c in sources if isinstance(c, gr.ImageEditor))
+            controls = run_controls(name, mode.title)
+            with gr.Accordion("Advanced", open=False):
+                for inp in mode.inputs:
+                    if inp.kind is InputKind.NUMBER:
+                        fields[inp.name] = input_slider(mode, inp.name)
+                adv = advanced_controls(shared.ctx, mode)
+        with gr.Column(scale=3, min_width=400):
+            panel = output_panel(name, shared.ctx.registry, compare=mode.max_images > 0)
+    return TabSpec(
+        mode=mode,
+        fields={**fields, **adv.fields()},
+        controls=controls,
+        panel=panel,
+        advanced=adv,
+        sources=sources,
+        editor_sources=frozenset(editors),
+    )
