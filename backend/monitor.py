@@ -321,7 +321,7 @@ class Monitor:
             last,
             studio.loaded_file if studio is not None else None,
             spec.family.name if spec is not None else None,
-            len(studio.scheduler.waiting()) if studio is not None else 0,
+            studio.scheduler.waiting_count if studio is not None else 0,
         )
         if state == (snap.last_mode, snap.loaded_file, snap.loaded_family, snap.studio_waiting):
             return snap

@@ -1,30 +1,44 @@
-"""Studio-side dispatch: jobs wait here, not in ComfyUI's queue, and go to ComfyUI in turn.
+"""Studio-side dispatch: jobs wait here, not in ComfyUI's queue, and go to a server in turn.
 
-`Studio.run` asks for a turn just before it submits (inputs already uploaded and bound), so
-the only work between one job's end and the next one's start is one POST /prompt.
-
-Why one of ours in ComfyUI at a time (`depth=1`), not one running plus one pending:
-- the choice of the next job is made when the GPU frees, knowing every job that arrived
-  meanwhile; with a pending prompt it is made a whole job earlier and cannot be undone
-  (ComfyUI runs its queue in order), so late arrivals that share the loaded model miss it;
-- the GPU idles only for the hand-off (completion message → our POST → ComfyUI starts),
-  measured at a few milliseconds on loopback by `bench/scheduling.py`, against 5-10 s per
-  model swap and seconds to minutes per job;
+`Studio.run` asks for a turn before it decodes anything, so a waiting job holds only what was
+sent. Each ComfyUI server gets `depth` (default 1) of our prompts at a time:
+- the choice of the next job is made when a GPU frees, knowing every job that arrived meanwhile
+  (a pending prompt in ComfyUI could not be reordered: it runs its queue in order);
+- the GPU idles only for the hand-off (our POST after its completion message), a few ms on
+  loopback (`bench/scheduling.py`), against 5-10 s per model swap;
 - a waiting job is cancelled here without touching ComfyUI.
 
-Policies: "fifo" releases in arrival order. "group" releases the oldest job whose diffusion
-model (its group) is the one the last released job loaded (a job without one, e.g. background
-removal, fits anywhere), so generate and edit jobs stop alternating models; a job that has
-been passed over `max_skips` times by later arrivals, or has waited `max_wait_s`, goes next
-regardless. So no job ever sees more than `max_skips` later jobs go before it.
+Admission: at most `max_queue` jobs wait in the studio and `max_per_owner` per person; past
+that `enter` raises `QueueFull` at once (the API answers 429 + Retry-After, the UI a sentence).
+
+Order (policy "group", the default), in this priority:
+1. a job passed over `max_skips` times, or waiting `max_wait_s`, goes first (oldest first);
+2. fairness between people in rounds: each owner has a round counter (jobs released for it,
+   and a newcomer joins the current round); only owners in the lowest round may go, so one
+   person's batch of four never holds others behind all four;
+3. within that, a job whose diffusion model (its group) is the one the server has loaded, or
+   that loads none (background removal), goes before one that would swap models;
+4. otherwise the owner whose oldest job is oldest.
+A person's own jobs keep their order unless grouping passes one (bounded by rule 1).
+"fifo" releases in arrival order, ignoring owners and models.
+
+Several servers: a free server takes the job the policy picks for what it has loaded; routing
+"affinity" prefers the server whose loaded model matches, "least-loaded" ignores models and
+picks the server with the shortest line of other clients' work (round robin among equals).
+
+Work per join/leave does not grow with the queue: O(owners) to pick, O(1) to join; waiting jobs
+learn their place from a throttled tick (`position_refresh_s`), not from every change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from backend.settings import Settings
@@ -32,25 +46,24 @@ from backend.settings import Settings
 log = logging.getLogger(__name__)
 
 POLICIES = ("fifo", "group")
-DEFAULT_MAX_SKIPS = 3
-DEFAULT_MAX_WAIT_S = 120.0
+ROUTINGS = ("affinity", "least-loaded")
+DEFAULT_SERVER = "default"
+# How far into one person's line the policy looks for a job that shares the loaded model.
+SCAN_LIMIT = 32
+# Before any job finished, a job is assumed to take this long (Retry-After estimates).
+ASSUMED_JOB_S = 30.0
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    policy: str = "fifo"
-    max_skips: int = DEFAULT_MAX_SKIPS
-    max_wait_s: float = DEFAULT_MAX_WAIT_S
-    depth: int = 1  # how many of our prompts may be in ComfyUI at once (see the module doc)
-
-    def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(
-                f"Unknown scheduling policy {self.policy!r}: use one of {', '.join(POLICIES)} "
-                "(STUDIO_SCHEDULING)."
-            )
-        if self.max_skips < 0 or self.max_wait_s < 0 or self.depth < 1:
-            raise ValueError(f"Invalid scheduler limits: {self}")
+    policy: str = "group"
+    max_skips: int = 3
+    max_wait_s: float = 120.0
+    depth: int = 1                     # our prompts per ComfyUI server at once (see the doc)
+    max_queue: int = 200               # jobs waiting in the studio, all people together
+    max_per_owner: int = 16            # jobs one person may have waiting
+    routing: str = "affinity"
+    position_refresh_s: float = 0.25   # waiting jobs re-read their place at most this often
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -58,7 +71,37 @@ class SchedulerConfig:
             policy=settings.scheduling,
             max_skips=settings.scheduling_max_skips,
             max_wait_s=settings.scheduling_max_wait_s,
+            max_queue=settings.max_queue,
+            max_per_owner=settings.max_queue_per_person,
+            routing=settings.routing,
         )
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(
+                f"Unknown scheduling policy {self.policy!r}: use one of {', '.join(POLICIES)} "
+                "(STUDIO_SCHEDULING)."
+            )
+        if self.routing not in ROUTINGS:
+            raise ValueError(
+                f"Unknown routing {self.routing!r}: use one of {', '.join(ROUTINGS)} "
+                "(STUDIO_ROUTING)."
+            )
+        if (
+            self.max_skips < 0 or self.max_wait_s < 0 or self.depth < 1
+            or self.max_queue < 1 or self.max_per_owner < 1 or self.position_refresh_s < 0
+        ):
+            raise ValueError(f"Invalid scheduler limits: {self}")
+
+
+class QueueFull(Exception):
+    """The studio's line (or this person's share of it) is full: try again later."""
+
+    def __init__(self, message: str, retry_after_s: int, scope: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+        self.scope = scope            # "studio" or "owner"
 
 
 @dataclass(frozen=True)
@@ -66,6 +109,7 @@ class Waiting:
     """One waiting job as the monitor or a test sees it (`position` 0 = next)."""
 
     position: int
+    owner: str
     group: str | None
     waited_s: float
     skips: int
@@ -74,59 +118,84 @@ class Waiting:
 @dataclass(eq=False)
 class _Entry:
     seq: int
+    owner: str
     group: str | None
     since: float
+    servers: frozenset[str] | None      # None: any server
     skips: int = 0
-    position: int = 0
-    released: bool = False
+    server: str | None = None           # where it was released to
     left: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def released(self) -> bool:
+        return self.server is not None
+
+    def fits(self, server: str) -> bool:
+        return self.servers is None or server in self.servers
 
 
-@dataclass(frozen=True)
-class _View:
-    """What the policy looks at; entries are given oldest first."""
+@dataclass(eq=False)
+class _Owner:
+    name: str
+    round: int = 0
+    jobs: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)  # oldest first
+    by_group: dict[str | None, OrderedDict[int, _Entry]] = field(default_factory=dict)
 
-    group: str | None
-    since: float
-    skips: int
+    def add(self, entry: _Entry, *, first: bool) -> None:
+        for line in (self.jobs, self.by_group.setdefault(entry.group, OrderedDict())):
+            line[entry.seq] = entry
+            if first:
+                line.move_to_end(entry.seq, last=False)
+
+    def remove(self, entry: _Entry) -> None:
+        del self.jobs[entry.seq]
+        line = self.by_group[entry.group]
+        del line[entry.seq]
+        if not line:
+            del self.by_group[entry.group]
+
+    def head(self) -> _Entry:
+        return next(iter(self.jobs.values()))
+
+    def first(self, server: str, limit: int = SCAN_LIMIT) -> Iterable[_Entry]:
+        """This person's oldest jobs that `server` can run, at most `limit` of them."""
+        return itertools.islice((e for e in self.jobs.values() if e.fits(server)), limit)
+
+    def head_for(self, server: str) -> _Entry | None:
+        head = self.head()
+        return head if head.fits(server) else next(iter(self.first(server, 1)), None)
+
+    def oldest_warm(self, server: str, loaded: str | None) -> _Entry | None:
+        """The oldest job on the loaded model (or on none), among those `server` can run."""
+        found: _Entry | None = None
+        for group in {loaded, None}:
+            line = self.by_group.get(group)
+            if not line:
+                continue
+            entry = next(iter(line.values()))
+            if not entry.fits(server):
+                entry = next((e for e in line.values() if e.fits(server)), entry)
+                if not entry.fits(server):
+                    continue
+            if found is None or entry.seq < found.seq:
+                found = entry
+        return found
 
 
-def choose(
-    waiting: Sequence[_View], loaded: str | None, config: SchedulerConfig, now: float
-) -> int:
-    """The index of the job to release next among `waiting` (oldest first, non-empty)."""
-    if config.policy == "fifo":
-        return 0
-    for i, job in enumerate(waiting):
-        if job.skips >= config.max_skips or now - job.since >= config.max_wait_s:
-            return i  # the oldest overdue job; only older overdue jobs can pass it
-    for i, job in enumerate(waiting):
-        if job.group is None or job.group == loaded:
-            return i
-    return 0
-
-
-def projected_order(
-    waiting: Sequence[_View], loaded: str | None, config: SchedulerConfig, now: float
-) -> list[int]:
-    """Indices of `waiting` in the order they would be released if nobody else arrived."""
-    rest = list(enumerate(waiting))
-    order: list[int] = []
-    while rest:
-        i = choose([view for _, view in rest], loaded, config, now)
-        index, view = rest.pop(i)
-        order.append(index)
-        if view.group is not None:
-            loaded = view.group
-        rest[:i] = [(k, _View(v.group, v.since, v.skips + 1)) for k, v in rest[:i]]
-    return order
+@dataclass(eq=False)
+class _Server:
+    label: str
+    in_flight: int = 0
+    loaded: str | None = None          # the group of the last job released here
+    available: bool = True
+    external: int = 0                  # other clients' prompts in its ComfyUI queue
 
 
 class Turn:
-    """One job's place in the studio queue: `wait()` yields its position (jobs ahead of it,
-    ours in ComfyUI included) whenever that changes and returns once it may submit;
-    `leave()` gives the place or the ComfyUI slot back (idempotent; call it always)."""
+    """One job's place: `wait()` yields its position (jobs ahead of it, ours running included)
+    when that changes and returns once it may submit (then `server` says where); `leave()` gives
+    the place or the server slot back (idempotent; call it always)."""
 
     def __init__(self, scheduler: Scheduler, entry: _Entry) -> None:
         self._scheduler = scheduler
@@ -137,8 +206,15 @@ class Turn:
         return self._entry.released
 
     @property
+    def server(self) -> str | None:
+        return self._entry.server
+
+    @property
     def skips(self) -> int:
         return self._entry.skips
+
+    def position(self) -> int:
+        return self._scheduler._position(self._entry)
 
     async def wait(self) -> AsyncIterator[int]:
         entry = self._entry
@@ -146,12 +222,13 @@ class Turn:
         while not entry.released:
             if entry.left:
                 raise RuntimeError("this turn was left before it came")
-            if entry.position != sent:
-                sent = entry.position
+            position = self._scheduler._position(entry)
+            if position != sent:
+                sent = position
                 yield sent
                 continue  # re-check: things may have moved while the consumer had it
-            entry.changed.clear()
-            await entry.changed.wait()
+            entry.wake.clear()
+            await entry.wake.wait()
 
     def leave(self) -> None:
         self._scheduler._leave(self._entry)
@@ -161,73 +238,294 @@ class Scheduler:
     """One per Studio. Single event loop, no locks: state changes only between awaits."""
 
     def __init__(
-        self, config: SchedulerConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        config: SchedulerConfig | None = None,
+        *,
+        servers: Sequence[str] = (DEFAULT_SERVER,),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not servers:
+            raise ValueError("a scheduler needs at least one server")
         self.config = config or SchedulerConfig()
         self._clock = clock
-        self._waiting: list[_Entry] = []  # oldest first
-        self._in_flight = 0
-        self._loaded: str | None = None  # the group of the last released job that has one
-        self._seq = 0
+        self._servers: dict[str, _Server] = {label: _Server(label) for label in servers}
+        self._owners: dict[str, _Owner] = {}        # owners with waiting jobs
+        self._rounds: dict[str, int] = {}           # every owner's round, kept while it waits
+        self._waiting = 0
+        self._seq = itertools.count(1)
+        self._rr = itertools.count()                # round robin among equal servers
+        self._last_group: str | None = None         # least-loaded: the last group released
+        self._vtime = 0                              # the round of the last released job
+        self._job_s = ASSUMED_JOB_S                 # moving average of a job's time in ComfyUI
+        self._running: dict[int, Turn] = {}         # released and not yet left, by seq
+        self._turns: dict[int, Turn] = {}           # waiting, by seq (moved to _running)
+        self._released_at: dict[int, float] = {}
+        self._tick: asyncio.TimerHandle | None = None
 
+    # -- what others read -------------------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return sum(s.in_flight for s in self._servers.values())
+
+    @property
+    def waiting_count(self) -> int:
+        return self._waiting
 
     @property
     def loaded_group(self) -> str | None:
-        return self._loaded
+        """The single server's loaded group (the first server's, with several)."""
+        return next(iter(self._servers.values())).loaded
 
-    def enter(self, group: str | None, *, since: float | None = None) -> Turn:
-        """Queue a job whose diffusion model is `group`; `since` (clock time) keeps an earlier
-        place, e.g. for an out-of-memory retry of a job that already waited its turn."""
-        self._seq += 1
-        entry = _Entry(self._seq, group, self._clock() if since is None else since)
-        at = len(self._waiting)
-        while at > 0 and self._waiting[at - 1].since > entry.since:
-            at -= 1
-        self._waiting.insert(at, entry)
-        self._pump()
-        return Turn(self, entry)
+    def loaded(self, server: str) -> str | None:
+        return self._servers[server].loaded
+
+    def servers(self) -> tuple[str, ...]:
+        return tuple(self._servers)
+
+    def running(self) -> tuple[Turn, ...]:
+        """The jobs released to a server and not yet done, oldest first."""
+        return tuple(self._running.values())
 
     def waiting(self) -> tuple[Waiting, ...]:
-        """The waiting jobs in projected release order."""
+        """Every waiting job with its estimated position, next first (O(n): tests, monitor)."""
         now = self._clock()
-        jobs = sorted(self._waiting, key=lambda e: e.position)
-        return tuple(Waiting(e.position, e.group, now - e.since, e.skips) for e in jobs)
+        jobs = [e for o in self._owners.values() for e in o.jobs.values()]
+        views = [
+            Waiting(self._position(e), e.owner, e.group, now - e.since, e.skips) for e in jobs
+        ]
+        return tuple(sorted(views, key=lambda w: (w.position, -w.waited_s)))
+
+    # -- servers (the monitor keeps these current) --------------------------------------------
+    def set_available(self, server: str, available: bool) -> None:
+        state = self._servers[server]
+        if state.available != available:
+            state.available = available
+            if not available:
+                state.loaded = None
+            self._pump()
+
+    def forget_loaded(self, server: str) -> None:
+        """ComfyUI restarted or was freed: nothing is loaded there any more."""
+        self._servers[server].loaded = None
+
+    def set_external_load(self, server: str, prompts: int) -> None:
+        self._servers[server].external = max(0, prompts)
+
+    # -- joining and leaving --------------------------------------------------------------------
+    def enter(
+        self,
+        group: str | None,
+        *,
+        owner: str = "",
+        since: float | None = None,
+        servers: frozenset[str] | None = None,
+    ) -> Turn:
+        """Queue a job whose diffusion model is `group` for `owner`. `since` (clock time) keeps
+        an earlier place, e.g. for an out-of-memory retry; `servers` limits where it may run.
+        Raises QueueFull at once when the studio's or this person's line is full."""
+        self._admit(owner)
+        entry = _Entry(next(self._seq), owner, group, self._clock() if since is None else since,
+                       servers)
+        person = self._owners.get(owner)
+        if person is None:
+            # A newcomer joins the round being served (so it goes before the rest of someone
+            # else's batch), but gets no credit for the time it was away.
+            person = _Owner(owner, max(self._rounds.get(owner, 0), self._vtime))
+            self._owners[owner] = person
+        person.add(entry, first=since is not None and bool(person.jobs)
+                   and person.head().since > since)
+        self._waiting += 1
+        turn = Turn(self, entry)
+        self._turns[entry.seq] = turn
+        self._pump()
+        self._changed()
+        return turn
+
+    def _admit(self, owner: str) -> None:
+        person = self._owners.get(owner)
+        if person is not None and len(person.jobs) >= self.config.max_per_owner:
+            raise QueueFull(
+                f"You already have {len(person.jobs)} jobs waiting, the most one person may "
+                "queue; wait for one to finish.",
+                self._retry_after(1), "owner",
+            )
+        if self._waiting >= self.config.max_queue:
+            raise QueueFull(
+                f"The studio is busy: {self._waiting} jobs are waiting, the most it queues. "
+                "Try again in a moment.",
+                self._retry_after(self._waiting), "studio",
+            )
+
+    def _retry_after(self, ahead: int) -> int:
+        slots = max(1, sum(1 for s in self._servers.values() if s.available)) * self.config.depth
+        return max(1, min(300, math.ceil(self._job_s * ahead / slots)))
 
     def _leave(self, entry: _Entry) -> None:
         if entry.left:
             return
         entry.left = True
         if entry.released:
-            self._in_flight -= 1
+            assert entry.server is not None
+            self._servers[entry.server].in_flight -= 1
+            self._running.pop(entry.seq, None)
+            started = self._released_at.pop(entry.seq, None)
+            if started is not None:
+                self._job_s = 0.8 * self._job_s + 0.2 * (self._clock() - started)
         else:
-            self._waiting.remove(entry)
+            self._remove_waiting(entry)
             log.debug("job %d left the studio queue while waiting", entry.seq)
         self._pump()
+        self._changed()
 
-    def _views(self) -> list[_View]:
-        return [_View(e.group, e.since, e.skips) for e in self._waiting]
+    def _remove_waiting(self, entry: _Entry) -> Turn:
+        turn = self._turns.pop(entry.seq)
+        person = self._owners[entry.owner]
+        person.remove(entry)
+        self._waiting -= 1
+        if not person.jobs:
+            self._rounds[person.name] = person.round
+            del self._owners[person.name]
+            if len(self._rounds) > 4 * self.config.max_queue:   # forget long-gone people
+                active = set(self._owners)
+                self._rounds = {k: v for k, v in self._rounds.items() if k in active}
+        return turn
 
+    # -- choosing -------------------------------------------------------------------------------
     def _pump(self) -> None:
-        """Release jobs while ComfyUI has room for ours, then renumber those still waiting."""
-        now = self._clock()
-        while self._in_flight < self.config.depth and self._waiting:
-            i = choose(self._views(), self._loaded, self.config, now)
-            entry = self._waiting.pop(i)
-            for older in self._waiting[:i]:
-                older.skips += 1
-            if i:
-                log.debug("job %d (%s) goes before %d older job(s)", entry.seq, entry.group, i)
-            entry.released = True
-            self._in_flight += 1
-            if entry.group is not None:
-                self._loaded = entry.group
-            entry.changed.set()
-        order = projected_order(self._views(), self._loaded, self.config, now)
-        for position, index in enumerate(order):
-            entry = self._waiting[index]
-            if entry.position != self._in_flight + position:
-                entry.position = self._in_flight + position
-                entry.changed.set()
+        """Release jobs while some server has room for ours."""
+        while self._waiting:
+            free = [s for s in self._servers.values() if s.available and s.in_flight < self.config.depth]
+            if not free:
+                return
+            picked = self._pick(free)
+            if picked is None:
+                return
+            server, entry = picked
+            self._release(server, entry)
+
+    def _pick(self, free: list[_Server]) -> tuple[_Server, _Entry] | None:
+        if self.config.routing == "least-loaded" or len(self._servers) == 1:
+            # Least-loaded: the job the policy picks for the last loaded group, to the free
+            # server with the shortest line; one server: the same thing.
+            order = sorted(free, key=lambda s: (s.external, next(self._rr)))
+            for server in order:
+                loaded = server.loaded if len(self._servers) == 1 else self._last_group
+                entry = self._choose(server.label, loaded)
+                if entry is not None:
+                    return server, entry
+            return None
+        best: tuple[tuple[int, int, int], _Server, _Entry] | None = None
+        for server in free:
+            entry = self._choose(server.label, server.loaded)
+            if entry is None:
+                continue
+            swap = 0 if entry.group is None or entry.group == server.loaded else 1
+            score = (swap, server.external, next(self._rr))
+            if best is None or score < best[0]:
+                best = (score, server, entry)
+        return None if best is None else (best[1], best[2])
+
+    def _choose(self, server: str, loaded: str | None) -> _Entry | None:
+        """The job to release next on `server` (which has `loaded`), or None if none fits."""
+        config = self.config
+        oldest: _Entry | None = None      # fifo's pick
+        late: _Entry | None = None        # the oldest job past max_skips or max_wait_s
+        lowest: int | None = None
+        eligible: list[_Owner] = []       # owners in the lowest round
+        too_old = self._clock() - config.max_wait_s
+        for person in self._owners.values():
+            head = person.head_for(server)
+            if head is None:
+                continue
+            if oldest is None or (head.since, head.seq) < (oldest.since, oldest.seq):
+                oldest = head
+            if (head.skips >= config.max_skips or head.since <= too_old) and (
+                late is None or (head.since, head.seq) < (late.since, late.seq)
+            ):
+                late = head
+            if lowest is None or person.round < lowest:
+                lowest, eligible = person.round, [person]
+            elif person.round == lowest:
+                eligible.append(person)
+        if oldest is None or config.policy == "fifo":
+            return oldest
+        if late is not None:
+            return late
+        best: _Entry | None = None
+        for person in eligible:
+            match = person.oldest_warm(server, loaded)
+            if match is not None and (best is None or (match.since, match.seq) < (best.since, best.seq)):
+                best = match
+        if best is not None:
+            return best
+        heads = [h for p in eligible if (h := p.head_for(server)) is not None]
+        return min(heads, key=lambda e: (e.since, e.seq))
+
+    def _release(self, server: _Server, entry: _Entry) -> None:
+        person = self._owners[entry.owner]
+        # Who was passed over: this person's older jobs, and other people's oldest jobs that
+        # were in the same or an earlier round (passing a later round is fairness, not a skip).
+        for older in person.first(server.label):
+            if older is entry:
+                break
+            older.skips += 1
+        for other in self._owners.values():
+            if other is not person and other.round <= person.round and other.jobs:
+                head = other.head()
+                if (head.since, head.seq) < (entry.since, entry.seq):
+                    head.skips += 1
+        self._vtime = person.round
+        person.round += 1
+        self._running[entry.seq] = self._remove_waiting(entry)
+        entry.server = server.label
+        server.in_flight += 1
+        self._released_at[entry.seq] = self._clock()
+        if entry.group is not None:
+            server.loaded = entry.group
+            self._last_group = entry.group
+        entry.wake.set()
+
+    # -- positions ------------------------------------------------------------------------------
+    def _position(self, entry: _Entry) -> int:
+        """Jobs ahead of a waiting job (ours running included), estimated from the rounds in
+        O(owners): model grouping may reorder within a round."""
+        if entry.released or entry.left:
+            return 0
+        person = self._owners[entry.owner]
+        loaded = {s.loaded for s in self._servers.values()}
+        warm = entry.group is None or entry.group in loaded
+        mine, before = 0, True
+        for job in itertools.islice(person.jobs.values(), SCAN_LIMIT):
+            if job is entry:
+                before = False
+                continue
+            job_warm = job.group is None or job.group in loaded
+            # Grouping: this person's jobs on a loaded model go first, in order.
+            if (before and job_warm == warm) or (job_warm and not warm):
+                mine += 1
+        due = person.round + mine       # the round in which this job goes
+        ahead = mine
+        for other in self._owners.values():
+            if other is person or not other.jobs:
+                continue
+            turns = due - other.round
+            if (other.head().since, other.head().seq) < (person.head().since, person.head().seq):
+                turns += 1
+            ahead += min(len(other.jobs), max(0, turns))
+        return self.in_flight + ahead
+
+    def _changed(self) -> None:
+        """Wake waiting jobs to re-read their place, at most once per refresh interval."""
+        if self._tick is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return      # no loop (plain unit tests): positions are computed on demand
+        self._tick = loop.call_later(self.config.position_refresh_s, self._wake_all)
+
+    def _wake_all(self) -> None:
+        self._tick = None
+        for person in self._owners.values():
+            for entry in person.jobs.values():
+                entry.wake.set()

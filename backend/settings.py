@@ -82,6 +82,13 @@ class Settings:
     scheduling: str = "group"
     scheduling_max_skips: int = 3
     scheduling_max_wait_s: float = 120.0
+    # Jobs waiting in the studio (all people) and per person (API key, user or browser
+    # session); past these a job is refused at once (429 + Retry-After, or a sentence).
+    max_queue: int = 200
+    max_queue_per_person: int = 16
+    # Several ComfyUI servers: "affinity" sends a job where its model is loaded,
+    # "least-loaded" where the line is shortest.
+    routing: str = "affinity"
 
     @property
     def pad_knob(self) -> limits.IntKnob:
@@ -150,6 +157,11 @@ class Settings:
             scheduling_max_wait_s=float(
                 env.get("STUDIO_SCHEDULING_MAX_WAIT_S", base.scheduling_max_wait_s)
             ),
+            max_queue=int(env.get("STUDIO_MAX_QUEUE", base.max_queue)),
+            max_queue_per_person=int(
+                env.get("STUDIO_MAX_QUEUE_PER_PERSON", base.max_queue_per_person)
+            ),
+            routing=env.get("STUDIO_ROUTING", base.routing),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from backend.jobs import Failed, Finished, Queued, Started, Studio
 from backend.modes.edit import EditRequest
 from backend.modes.generate import GenerateRequest
 from backend.operations.sizing import working_size
+from backend.scheduler import Scheduler, SchedulerConfig
 from backend.settings import Settings
 from backend.workflows import TemplateLibrary
 from tests.fake_comfy import FakeComfy
@@ -39,7 +41,11 @@ def make_studio(fake: FakeComfy, client: ComfyClient, scheduling: str) -> Studio
     settings = Settings(
         comfy_url=fake.url, job_timeout_s=30.0, max_sampling_pixels=BUDGET, scheduling=scheduling
     )
-    return Studio(client, settings, TemplateLibrary(settings.workflows_dir))
+    studio = Studio(client, settings, TemplateLibrary(settings.workflows_dir))
+    # Positions are re-read on a throttled tick; here every change should show.
+    config = replace(SchedulerConfig.from_settings(settings), position_refresh_s=0)
+    studio.scheduler = Scheduler(config)
+    return studio
 
 
 def requests() -> list[Any]:

@@ -1,5 +1,6 @@
 """The studio-side dispatcher's policy with a fake clock and no ComfyUI: release order under
-fifo and group, the skip and wait bounds, positions as they change, leaving while waiting."""
+fifo and group, the skip and wait bounds, fairness between people, admission caps, several
+servers, positions as they change, leaving while waiting."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from backend.scheduler import Scheduler, SchedulerConfig, Turn
+from backend.scheduler import QueueFull, Scheduler, SchedulerConfig, Turn
 from backend.settings import Settings
 
 GEN, EDIT, TURBO = "gen.safetensors", "edit.safetensors", "turbo.safetensors"
@@ -25,7 +26,8 @@ class Clock:
 
 def make(policy: str = "group", **limits: float) -> tuple[Scheduler, Clock]:
     clock = Clock()
-    return Scheduler(SchedulerConfig(policy, **limits), clock=clock), clock  # type: ignore[arg-type]
+    config = SchedulerConfig(policy, position_refresh_s=0, **limits)  # type: ignore[arg-type]
+    return Scheduler(config, clock=clock), clock
 
 
 @dataclass
@@ -34,13 +36,15 @@ class Job:
     turn: Turn
 
 
-def enter(scheduler: Scheduler, clock: Clock, spec: str) -> list[Job]:
+GROUPS = {"g": GEN, "e": EDIT, "t": TURBO, "-": None}
+
+
+def enter(scheduler: Scheduler, clock: Clock, spec: str, owner: str = "") -> list[Job]:
     """`spec` like "g e g -": one job per letter (g/e/t a model group, - none), 1 s apart."""
-    groups = {"g": GEN, "e": EDIT, "t": TURBO, "-": None}
     jobs = []
     for i, letter in enumerate(spec.split()):
         clock.now += 1
-        jobs.append(Job(f"{letter}{i}", scheduler.enter(groups[letter])))
+        jobs.append(Job(f"{owner}{letter}{i}", scheduler.enter(GROUPS[letter], owner=owner)))
     return jobs
 
 
@@ -128,7 +132,7 @@ def test_random_workloads_respect_the_skip_bound_and_swap_less(max_skips: int) -
 def swaps(order: list[str]) -> int:
     loaded, count = None, 0
     for name in order:
-        letter = name[0]
+        letter = name.rstrip("0123456789")[-1]   # "ann" + "g" + "3": the model group
         if letter != "-":
             count += loaded is not None and letter != loaded
             loaded = letter
@@ -140,6 +144,7 @@ def test_leaving_while_waiting_frees_the_place_not_the_slot() -> None:
     jobs = enter(scheduler, clock, "g e g")
     jobs[1].turn.leave()
     assert scheduler.in_flight == 1 and [w.position for w in scheduler.waiting()] == [1]
+    assert scheduler.waiting_count == 1
     assert not jobs[2].turn.released
     jobs[1].turn.leave()  # idempotent
     jobs[0].turn.leave()
@@ -159,7 +164,7 @@ def test_an_earlier_since_keeps_an_earlier_place() -> None:
 
 
 def test_depth_two_keeps_one_pending() -> None:
-    scheduler = Scheduler(SchedulerConfig("fifo", depth=2))
+    scheduler = Scheduler(SchedulerConfig("fifo", depth=2, position_refresh_s=0))
     a, b, c = scheduler.enter(GEN), scheduler.enter(EDIT), scheduler.enter(GEN)
     assert (a.released, b.released, c.released) == (True, True, False)
     assert [w.position for w in scheduler.waiting()] == [2]
@@ -187,6 +192,7 @@ async def test_wait_yields_positions_as_they_change_then_returns() -> None:
     await settle()
     assert seen == {"edit": [1, 2], "gen2": [1]}
     assert [(w.position, w.group) for w in scheduler.waiting()] == [(1, GEN), (2, EDIT)]
+    assert edit.turn.position() == 2 and gen2.turn.position() == 1
     gen.turn.leave()
     await settle()
     assert gen2_task.done() and not edit_task.done()
@@ -224,9 +230,172 @@ async def test_cancelling_a_waiting_consumer_lets_it_leave() -> None:
 
 
 def test_config_from_settings_and_bad_values() -> None:
-    config = SchedulerConfig.from_settings(Settings(scheduling="group"))
+    config = SchedulerConfig.from_settings(
+        Settings(scheduling="group", max_queue=7, max_queue_per_person=2, routing="least-loaded")
+    )
     assert (config.policy, config.max_skips, config.depth) == ("group", 3, 1)
+    assert (config.max_queue, config.max_per_owner, config.routing) == (7, 2, "least-loaded")
     with pytest.raises(ValueError, match="STUDIO_SCHEDULING"):
         SchedulerConfig("groups")
+    with pytest.raises(ValueError, match="STUDIO_ROUTING"):
+        SchedulerConfig(routing="random")
     with pytest.raises(ValueError):
         SchedulerConfig("group", max_skips=-1)
+    with pytest.raises(ValueError):
+        SchedulerConfig(max_queue=0)
+
+
+# --- admission ------------------------------------------------------------------------------
+
+
+def test_the_studio_line_is_bounded_and_says_when_to_retry() -> None:
+    scheduler, clock = make("fifo", max_queue=3, max_per_owner=10)
+    jobs = [scheduler.enter(GEN, owner=f"p{i}") for i in range(4)]   # 1 runs, 3 wait
+    with pytest.raises(QueueFull) as refused:
+        scheduler.enter(GEN, owner="late")
+    assert refused.value.scope == "studio" and refused.value.retry_after_s >= 1
+    assert "busy" in refused.value.message
+    jobs[0].leave()                                      # one released: a place is free
+    scheduler.enter(GEN, owner="late")
+
+
+def test_one_person_cannot_fill_the_line() -> None:
+    scheduler, _ = make("fifo", max_queue=100, max_per_owner=2)
+    scheduler.enter(GEN, owner="ann")                     # runs
+    scheduler.enter(GEN, owner="ann")
+    scheduler.enter(GEN, owner="ann")
+    with pytest.raises(QueueFull) as refused:
+        scheduler.enter(GEN, owner="ann")
+    assert refused.value.scope == "owner" and "You already have 2 jobs waiting" in str(refused.value)
+    scheduler.enter(GEN, owner="bob")                     # others still get in
+
+
+def test_a_refused_job_leaves_no_trace() -> None:
+    scheduler, _ = make("fifo", max_queue=1)
+    scheduler.enter(GEN, owner="a")
+    scheduler.enter(GEN, owner="b")
+    with pytest.raises(QueueFull):
+        scheduler.enter(GEN, owner="c")
+    assert scheduler.waiting_count == 1 and [w.owner for w in scheduler.waiting()] == ["b"]
+
+
+# --- fairness between people ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("single", ["g", "e"])
+def test_a_batch_of_four_does_not_hold_another_person_behind_all_four(single: str) -> None:
+    scheduler, clock = make("group")
+    batch = enter(scheduler, clock, "g g g g", owner="ann")   # ann's first runs at once
+    other = enter(scheduler, clock, single, owner="bob")
+    assert drain(batch + other) == ["anng0", f"bob{single}0", "anng1", "anng2", "anng3"]
+
+
+def test_people_take_turns_and_models_group_within_a_round() -> None:
+    scheduler, clock = make("group", max_skips=10)
+    jobs = []
+    for person, spec in (("a", "g e g"), ("b", "e g e"), ("c", "g e g"), ("d", "e g e")):
+        jobs += enter(scheduler, clock, spec, owner=person)
+    order = drain(jobs)
+    # Every round serves each person once; inside a round the loaded model goes first.
+    rounds = [sorted(name[0] for name in order[i:i + 4]) for i in (0, 4, 8)]
+    assert rounds == [["a", "b", "c", "d"]] * 3
+    assert swaps(order) <= 4 < swaps(
+        drain(enter(*make("fifo"), "g e g e g e g e g e g e"))
+    )
+
+
+def test_a_newcomer_joins_the_round_being_served_without_credit_for_absence() -> None:
+    scheduler, clock = make("group")
+    first = enter(scheduler, clock, "g", owner="ann")[0]
+    first.turn.leave()                                   # ann was served once, now idle
+    batch = enter(scheduler, clock, "g g g", owner="bob")
+    back = enter(scheduler, clock, "g g", owner="ann")
+    # bob and ann each had one turn: they alternate, oldest first.
+    assert drain(batch + back) == ["bobg0", "bobg1", "anng0", "bobg2", "anng1"]
+
+
+def test_random_rooms_respect_the_skip_bound_within_rounds() -> None:
+    rng = random.Random(7)
+    for _ in range(40):
+        scheduler, clock = make("group", max_skips=2, max_per_owner=50, max_queue=500)
+        jobs = []
+        for person in "abcd"[: rng.randint(1, 4)]:
+            spec = " ".join(rng.choice("gget-") for _ in range(rng.randint(1, 6)))
+            jobs += enter(scheduler, clock, spec, owner=person)
+        order = drain(jobs)
+        assert sorted(order) == sorted(j.name for j in jobs)
+        assert all(j.turn.skips <= 2 for j in jobs)
+
+
+# --- several servers -----------------------------------------------------------------------
+
+
+def servers(routing: str, *labels: str) -> tuple[Scheduler, Clock]:
+    clock = Clock()
+    config = SchedulerConfig("group", routing=routing, position_refresh_s=0)
+    return Scheduler(config, servers=labels, clock=clock), clock
+
+
+def test_each_server_takes_one_job_and_a_free_one_takes_the_next() -> None:
+    scheduler, _ = servers("affinity", "a", "b")
+    one, two, three = (scheduler.enter(GEN, owner=p) for p in "xyz")
+    assert (one.server, two.server, three.released) == ("a", "b", False)
+    assert scheduler.in_flight == 2
+    two.leave()
+    assert three.server == "b"
+
+
+def test_affinity_sends_a_job_where_its_model_is_loaded() -> None:
+    scheduler, _ = servers("affinity", "a", "b")
+    warm_gen, warm_edit = scheduler.enter(GEN, owner="x"), scheduler.enter(EDIT, owner="y")
+    assert (warm_gen.server, warm_edit.server) == ("a", "b")
+    warm_gen.leave()
+    warm_edit.leave()
+    edit, gen = scheduler.enter(EDIT, owner="p"), scheduler.enter(GEN, owner="q")
+    assert (edit.server, gen.server) == ("b", "a")
+
+
+def test_least_loaded_ignores_models_and_prefers_the_shorter_line() -> None:
+    scheduler, _ = servers("least-loaded", "a", "b")
+    scheduler.set_external_load("a", 3)
+    job = scheduler.enter(EDIT, owner="p")
+    assert job.server == "b"
+
+
+def test_a_job_only_goes_where_it_can_run() -> None:
+    scheduler, _ = servers("affinity", "a", "b")
+    busy = scheduler.enter(GEN, owner="x")              # takes a
+    region = scheduler.enter(EDIT, owner="y", servers=frozenset({"a"}))
+    assert busy.server == "a" and not region.released   # b is free but lacks the packs
+    busy.leave()
+    assert region.server == "a"
+
+
+def test_an_unavailable_server_takes_nothing_and_forgets_its_model() -> None:
+    scheduler, _ = servers("affinity", "a", "b")
+    scheduler.set_available("a", False)
+    first, second = scheduler.enter(GEN, owner="x"), scheduler.enter(GEN, owner="y")
+    assert (first.server, second.released) == ("b", False)
+    scheduler.set_available("a", True)
+    assert second.server == "a" and scheduler.loaded("a") == GEN
+    scheduler.forget_loaded("a")
+    assert scheduler.loaded("a") is None
+
+
+async def test_positions_are_refreshed_on_a_throttled_tick() -> None:
+    clock = Clock()
+    config = SchedulerConfig("fifo", position_refresh_s=0.05)
+    scheduler = Scheduler(config, clock=clock)
+    scheduler.enter(GEN, owner="a")
+    late = scheduler.enter(GEN, owner="b")
+    seen: list[int] = []
+    task = asyncio.create_task(positions(late, seen))
+    await settle()
+    assert seen == [1]
+    for i in range(20):
+        scheduler.enter(GEN, owner=f"c{i}").leave()      # churn: no wake-up per change
+    await settle()
+    assert seen == [1]
+    await asyncio.sleep(0.1)
+    assert seen == [1] and not task.done()
+    task.cancel()
