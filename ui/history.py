@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from ui import metadata
+from backend.library import png as metadata
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ResultStore:
         seed = params.get("seed")
         stem = f"banana-{mode}" + (f"-{seed}" if seed is not None else "")
         path = self._unique(stem)
-        metadata.save_png(image, path, params, workflow)
+        path.write_bytes(metadata.png_bytes(image, params, workflow))
         self._sweep()
         return path
 

@@ -11,20 +11,11 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from backend.modes import InputKind, ModeRegistry
+from backend.library import png as metadata
+from backend.modes import ModeRegistry
 from ui import history as hist
-from ui import metadata
 from ui.runner import editor_value, message_md
-from ui.tabspec import COMMON_FIELDS, TabSpec
-
-PICTURES = frozenset({InputKind.IMAGE, InputKind.IMAGES, InputKind.MASK})
-
-
-def parameter_names(registry: ModeRegistry) -> frozenset[str]:
-    """What a studio PNG's parameters may carry: the mode, the common knobs, the result's size
-    and every mode's declared inputs but its pictures."""
-    declared = {i.name for spec in registry for i in spec.inputs if i.kind not in PICTURES}
-    return frozenset({"mode", "width", "height", *COMMON_FIELDS, *declared}) - {"randomize"}
+from ui.tabspec import TabSpec
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +98,7 @@ def wire_restore(
 ) -> None:
     targets = outputs_of(specs)
     common_out = [*targets, tabs, current_mode, details, download]
-    known = parameter_names(registry)
+    known = registry.parameter_names()
 
     def on_select(entries: list[hist.HistoryEntry] | None, evt: gr.SelectData) -> dict[Any, Any]:
         entry = hist.find(entries, evt.index)

@@ -1,7 +1,7 @@
 """Result PNGs with the studio's metadata, thumbnails, and reading the metadata back.
 
-Same text chunks and format as `ui/metadata.py` (which will come to use this module), so
-every PNG the studio wrote before the library restores the same way:
+The one implementation for every surface (the UI's "Restore from PNG" reads with it too), in
+the same format the studio always wrote, so older PNGs restore:
 `parameters` is our JSON; `prompt` is the API-format graph that was posted (ComfyUI opens it
 when the PNG is dropped on its canvas). We never write `workflow`: ComfyUI expects its editor
 format there, which we do not have.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
@@ -22,11 +22,6 @@ log = logging.getLogger(__name__)
 PARAMETERS_KEY = "parameters"
 PROMPT_KEY = "prompt"
 WORKFLOW_KEY = "workflow"
-# Parameters a PNG may carry back into a tab; anything else in the chunk is ignored on restore.
-KNOWN_PARAMETERS = (
-    "mode", "prompt", "negative_prompt", "seed", "steps", "cfg", "width", "height", "variant",
-    "region", "grow", "feather", "left", "top", "right", "bottom", "feathering",
-)
 # A restored chunk is only ever a small JSON text: refuse absurd ones.
 MAX_CHUNK_CHARS = 2_000_000
 # ComfyUI's own SaveImage level, as the API uses: Pillow's default 6 costs 2-7x the time for
@@ -98,13 +93,16 @@ def read_text_chunks(source: str | Path | bytes | Image.Image) -> dict[str, str]
     return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def read_parameters(source: str | Path | bytes | Image.Image) -> dict[str, object] | None:
-    """The studio parameters stored in a PNG, or None when it carries none we understand."""
+def read_parameters(
+    source: str | Path | bytes | Image.Image, known: Collection[str]
+) -> dict[str, object] | None:
+    """The studio parameters stored in a PNG, or None when it carries none we understand.
+    Only `known` names are kept (the UI derives them from the registered modes)."""
     raw = read_text_chunks(source).get(PARAMETERS_KEY)
     data = _json_object(raw)
     if data is None or "mode" not in data:
         return None     # A1111-style plain-text "parameters" is not ours: leave it alone
-    return {k: data[k] for k in KNOWN_PARAMETERS if k in data}
+    return {k: data[k] for k in known if k in data}
 
 
 def read_workflow(source: str | Path | bytes | Image.Image) -> dict[str, object] | None:

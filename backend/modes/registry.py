@@ -6,12 +6,13 @@ an immutable snapshot, so a Gradio worker thread iterating it never sees a half-
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TypeVar, cast
 
-from backend.modes.spec import ApiRoute, ModeSpec
+from backend.modes.spec import ApiRoute, InputKind, ModeSpec
 from backend.operations.base import Operation
 from backend.requests import RequestBase
 from backend.workflows.roles import ROLES
@@ -19,6 +20,7 @@ from backend.workflows.roles import ROLES
 R = TypeVar("R", bound=RequestBase)
 # Names become file names (workflows/<name>.json), element ids and metric labels.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+PICTURE_KINDS = frozenset({InputKind.IMAGE, InputKind.IMAGES, InputKind.MASK})
 
 
 class ModeRegistry:
@@ -89,6 +91,13 @@ class ModeRegistry:
         if spec is None:
             raise KeyError(f"{type(request).__name__} is not a request of a registered mode")
         return spec.operation
+
+    def parameter_names(self) -> frozenset[str]:
+        """What a studio PNG's parameters may carry: the mode, the result's size, the common
+        request fields and every mode's declared inputs but its pictures."""
+        declared = {i.name for s in self._specs for i in s.inputs if i.kind not in PICTURE_KINDS}
+        common = {f.name for f in dataclasses.fields(RequestBase)}
+        return frozenset({"mode", "width", "height", *common, *declared})
 
     def on_route(self, route: ApiRoute) -> list[ModeSpec[RequestBase]]:
         """The modes an API route serves, in tab order (the first one is the route's default)."""

@@ -1,4 +1,4 @@
-"""LibraryConfig from the environment, and the PNG/thumbnail helpers against ui/metadata."""
+"""LibraryConfig from the environment, and the PNG/thumbnail helpers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from PIL import Image
 
 from backend.library import LibraryConfig, png
 from backend.library.config import DAY_S, GB
+from backend.modes import REGISTRY
+
+KNOWN = REGISTRY.parameter_names()
 
 
 def test_defaults() -> None:
@@ -53,31 +56,14 @@ def test_owner_for() -> None:
     assert off.owner_for(user=None, **kw) == "session:s1"
 
 
-def test_png_matches_ui_metadata_both_ways() -> None:
-    from ui import metadata
-
-    image = Image.new("RGBA", (20, 10), (1, 2, 3, 128))
-    params = {"mode": "inpaint", "prompt": "p", "seed": 3, "grow": 4, "unknown": "x"}
-    graph = {"1": {"class_type": "LoadImage", "inputs": {}}}
-    ours = png.png_bytes(image, params, graph)
-    theirs = metadata.png_bytes(image, params, graph)
-    assert ours == theirs                   # byte for byte: same chunks, same level
-    for data in (ours, theirs):
-        assert png.read_parameters(data) == metadata.read_parameters(data) == {
-            "mode": "inpaint", "prompt": "p", "seed": 3, "grow": 4}
-        assert png.read_workflow(data) == metadata.read_workflow(data) == graph
-    with Image.open(io.BytesIO(ours)) as back:
-        assert back.mode == "RGBA" and "workflow" not in back.info
-
-
 def test_read_tolerates_foreign_and_broken_files() -> None:
     a1111 = io.BytesIO()
     from PIL import PngImagePlugin
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", "a cat, Steps: 20, Sampler: Euler")
     Image.new("RGB", (4, 4)).save(a1111, format="PNG", pnginfo=info)
-    assert png.read_parameters(a1111.getvalue()) is None
-    assert png.read_parameters(b"not a png") is None
+    assert png.read_parameters(a1111.getvalue(), KNOWN) is None
+    assert png.read_parameters(b"not a png", KNOWN) is None
     assert png.read_workflow(b"") is None
 
 

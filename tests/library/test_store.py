@@ -38,17 +38,16 @@ async def test_save_writes_files_and_row(library: Library) -> None:
     assert await library.get("alice", item.id) == item
 
 
-async def test_result_png_carries_parameters_and_graph_like_ui_metadata(library: Library) -> None:
-    from ui import metadata
+async def test_result_png_carries_parameters_and_graph_for_restore(library: Library) -> None:
+    from backend.modes import REGISTRY
 
     item = await library.save(new_item(prompt="a red castle", params={"grow": 8}))
-    params = metadata.read_parameters(item.result)     # how the UI restores a dropped PNG
+    params = png.read_parameters(item.result, REGISTRY.parameter_names())  # a dropped PNG
     assert params == {"mode": "generate", "prompt": "a red castle", "seed": 7, "steps": 20,
                       "cfg": 2.5, "grow": 8, "width": 48, "height": 32}
-    assert metadata.read_workflow(item.result) == {
+    assert png.read_workflow(item.result) == {
         "3": {"class_type": "KSampler", "inputs": {"seed": 7}}}
     assert item.parameters == params
-    assert png.read_parameters(item.result) == params
 
 
 async def test_paths_in_the_database_are_relative(library: Library) -> None:

@@ -11,13 +11,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from PIL import Image  # noqa: E402
 
 from backend.jobs import Failed, Finished, Preview, Progress, Queued, Started  # noqa: E402
+from backend.library import png as metadata  # noqa: E402
 from backend.modes import REGISTRY, ModeRegistry  # noqa: E402
 from backend.monitor import MonitorSnapshot  # noqa: E402
 from backend.settings import Settings  # noqa: E402
-from ui import metadata  # noqa: E402
 from ui.history import ResultStore  # noqa: E402
 from ui.layout import OutputPanel, RunControls  # noqa: E402
-from ui.restore import parameter_names  # noqa: E402
 from ui.runner import run_job  # noqa: E402
 from ui.session import SessionJobs  # noqa: E402
 from ui.tabspec import Shared, TabSpec  # noqa: E402
@@ -95,7 +94,7 @@ async def test_events_become_progress_preview_result_and_history(tmp_path):
     assert any("PREVIEW" in u and isinstance(u["PREVIEW"], Image.Image) for u in updates)
     final = updates[-1]
     path = final["RESULT"]["value"]
-    assert metadata.read_parameters(path, parameter_names(REGISTRY)) == {
+    assert metadata.read_parameters(path, REGISTRY.parameter_names()) == {
         "mode": "generate", "prompt": "a pear", "seed": 77, "width": 32, "height": 16}
     assert metadata.read_workflow(path) == {"1": {"class_type": "X"}}
     assert "32×16 · 1.5 s" in final["INFO"] and "models had to load" in final["INFO"]

@@ -1,4 +1,4 @@
-"""ui/metadata.py: parameters and the graph travel in PNG text chunks and come back."""
+"""backend/library/png.py: parameters and the graph travel in PNG text chunks and come back."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import json
 
 from PIL import Image, PngImagePlugin
 
+from backend.library import png as metadata
 from backend.modes import REGISTRY
-from ui import metadata
-from ui.restore import parameter_names
 
-KNOWN = parameter_names(REGISTRY)
+KNOWN = REGISTRY.parameter_names()
 
 
 def test_round_trip_keeps_pixels_alpha_parameters_and_graph(tmp_path):
@@ -20,7 +19,8 @@ def test_round_trip_keeps_pixels_alpha_parameters_and_graph(tmp_path):
     params = {"mode": "generate", "prompt": "a banana", "seed": 42, "steps": 8, "cfg": 2.5,
               "width": 7, "height": 5, "variant": None}
     graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 42}}}
-    path = metadata.save_png(image, tmp_path / "x.png", params, graph)
+    path = tmp_path / "x.png"
+    path.write_bytes(metadata.png_bytes(image, params, graph))
 
     back = Image.open(path)
     assert back.mode == "RGBA"
