@@ -18,6 +18,7 @@ Surface = Literal["ui", "api", "chat", "cli"]
 # Failed.kind values, for the UI, the API's status codes and the metrics' labels.
 FAILURE_KINDS = (
     "invalid_input",
+    "busy",            # the studio's line (or this person's share of it) is full
     "unreachable",
     "rejected",
     "missing_models",

@@ -60,7 +60,7 @@ from backend.operations.base import Prepared
 from backend.operations.images import decode_output
 from backend.progress import ProgressTracker
 from backend.requests import InvalidRequest, RequestBase
-from backend.scheduler import Scheduler, SchedulerConfig
+from backend.scheduler import QueueFull, Scheduler, SchedulerConfig, Turn
 from backend.settings import Settings
 from backend.workflows import Template, TemplateError, TemplateLibrary, bind, new_nonce
 
@@ -134,6 +134,18 @@ class _Run:
     )
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A job the studio accepted: checked (cheaply: nothing decoded) and holding its place in
+    the studio's line. `since` is when it was admitted (time.monotonic())."""
+
+    request: RequestBase
+    spec: Spec
+    turn: Turn
+    owner: str
+    since: float
+
+
 class Studio:
     def __init__(
         self,
@@ -159,23 +171,38 @@ class Studio:
         """ComfyUI unloaded its models (POST /free): the next job loads again."""
         self.last_mode = self.loaded_file = None
 
-    async def run(self, request: RequestBase, *, surface: Surface = "ui") -> JobStream:
-        """The job's events, reported to every observer as they pass."""
+    def admit(self, request: RequestBase, *, owner: str = "") -> Admission:
+        """Check the request cheaply and take a place in the studio's line for `owner`.
+        Raises InvalidRequest or QueueFull at once, so a surface can refuse before it waits
+        (the API's 400 and 429). Nothing is decoded: a waiting job holds what was sent."""
+        spec = self.registry.spec_for(request)
+        if spec is None:
+            raise InvalidRequest(f"{type(request).__name__} is not a studio request.")
+        spec.operation.validate(request, self.settings)
+        turn = self.scheduler.enter(spec.family.unet(request, self.settings), owner=owner)
+        return Admission(request, spec, turn, owner, time.monotonic())
+
+    async def run(
+        self, job: RequestBase | Admission, *, surface: Surface = "ui", owner: str = ""
+    ) -> JobStream:
+        """The job's events, reported to every observer as they pass. Given a request, it is
+        admitted here (a refusal is the first and only event)."""
+        request = job.request if isinstance(job, Admission) else job
         mode = request.mode if isinstance(request, RequestBase) and request.mode else "unknown"
-        job = JobInfo(mode, surface, time.monotonic())
-        self._observe(job)
+        info = JobInfo(mode, surface, time.monotonic())
+        self._observe(info)
         outcome: Outcome = "abandoned"
         try:
-            async with _closing(self._run(request)) as events:
+            async with _closing(self._run(job, owner)) as events:
                 async for event in events:
                     if isinstance(event, Finished):
                         outcome = "finished"
                     elif isinstance(event, Failed):
                         outcome = "failed"
-                    self._observe(job, event)
+                    self._observe(info, event)
                     yield event
         finally:
-            self._observe(job, outcome=outcome)
+            self._observe(info, outcome=outcome)
 
     def _observe(
         self, job: JobInfo, event: JobEvent | None = None, outcome: Outcome | None = None
@@ -191,15 +218,43 @@ class Studio:
             except Exception:  # an observer's bug must not break the job
                 log.exception("job observer %r failed", observer)
 
-    async def _run(self, request: RequestBase) -> JobStream:
-        started = time.monotonic()
-        first = await self._prepare(request, self.settings)
+    async def _run(self, job: RequestBase | Admission, owner: str) -> JobStream:
+        if isinstance(job, Admission):
+            admission = job
+        else:
+            try:
+                admission = self.admit(job, owner=owner)
+            except InvalidRequest as exc:
+                yield Failed(exc.message, "", "invalid_input", exc.field)
+                return
+            except QueueFull as exc:
+                yield Failed(exc.message, f"retry after {exc.retry_after_s} s", "busy")
+                return
+        turn = admission.turn
+        try:
+            async with _closing(self._admitted(admission)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            turn.leave()
+
+    async def _admitted(self, admission: Admission) -> JobStream:
+        """Wait in line, then prepare (the first decode of the inputs) and run; one retry at a
+        lower resolution after out-of-memory when settings allow it."""
+        request, spec, started = admission.request, admission.spec, admission.since
+        wait_start = time.monotonic()
+        async for position in admission.turn.wait():
+            yield Queued(position, "")  # in the studio's queue: no prompt id yet
+        # Time held in the studio's own line (queued_s is ComfyUI's queue).
+        waited = {"studio_wait_s": time.monotonic() - wait_start}
+        first = await self._prepare(request, spec, self.settings)
         if isinstance(first, Failed):
             yield first
             return
-        spec, prepared = first
+        prepared = first
         oom: Failed | None = None
-        async with _closing(self._attempt(request, spec, prepared, started)) as events:
+        attempt = self._attempt(request, spec, prepared, admission.turn, started, (), waited)
+        async with _closing(attempt) as events:
             async for event in events:
                 if isinstance(event, Failed) and event.kind == "out_of_memory" and (
                     self.settings.oom_retry
@@ -220,30 +275,35 @@ class Studio:
         )
         log.info("%s: %s", prepared.mode, note)
         first_s = time.monotonic() - started
-        retry = self._attempt(
-            retry_request, spec, retried, started, (note,), {"oom_retry_after_s": first_s}
+        # The retry keeps the job's place (its first turn's time), past the caps: admitted.
+        turn = self.scheduler.enter(
+            retried.diffusion_model, owner=admission.owner, since=admission.turn.since,
+            capped=False,
         )
-        async with _closing(retry) as events:
-            async for event in events:
-                yield event
+        try:
+            async for position in turn.wait():
+                yield Queued(position, "")
+            retry = self._attempt(
+                retry_request, spec, retried, turn, started, (note,),
+                {"oom_retry_after_s": first_s, **waited},
+            )
+            async with _closing(retry) as events:
+                async for event in events:
+                    yield event
+        finally:
+            turn.leave()
 
     # --- preparation ----------------------------------------------------------------------
 
     async def _prepare(
-        self, request: RequestBase, settings: Settings
-    ) -> tuple[Spec, Prepared] | Failed:
-        spec = self.registry.spec_for(request)
-        if spec is None:
-            return Failed(
-                f"{type(request).__name__} is not a studio request.", "", "invalid_input"
-            )
+        self, request: RequestBase, spec: Spec, settings: Settings
+    ) -> Prepared | Failed:
         try:
             spec.operation.validate(request, settings)
             # Decoding and scaling big images is CPU work: keep the event loop free.
-            prepared = await asyncio.to_thread(spec.operation.prepare, request, settings)
+            return await asyncio.to_thread(spec.operation.prepare, request, settings)
         except InvalidRequest as exc:
             return Failed(exc.message, "", "invalid_input", exc.field)
-        return spec, prepared
 
     async def _smaller(
         self, request: RequestBase, spec: Spec, prepared: Prepared
@@ -255,10 +315,10 @@ class Studio:
             replace(request, seed=prepared.seed), prepared.work_size, OOM_RETRY_PIXELS,
             self.settings,
         )
-        again = await self._prepare(retry, settings)
-        if isinstance(again, Failed) or again[1].work_size == prepared.work_size:
+        again = await self._prepare(retry, spec, settings)
+        if isinstance(again, Failed) or again.work_size == prepared.work_size:
             return None
-        return retry, again[1]
+        return retry, again
 
     # --- one attempt ------------------------------------------------------------------------
 
@@ -267,10 +327,12 @@ class Studio:
         request: RequestBase,
         spec: Spec,
         prepared: Prepared,
+        turn: Turn,
         started: float,
         notes: tuple[str, ...] = (),
         extra_timings: Mapping[str, float] | None = None,
     ) -> JobStream:
+        """One submission on the turn just given (released): upload, bind, run, assemble."""
         op = spec.operation
         model = prepared.diffusion_model
         run = _Run(prepared.mode, model, model is not None and model != self.loaded_file)
@@ -295,13 +357,7 @@ class Studio:
 
         run.tracker = ProgressTracker(graph)
         outputs: dict[str, list[Image.Image]] = {}
-        turn = self.scheduler.enter(model, since=started)
         try:
-            wait_start = time.monotonic()
-            async for position in turn.wait():
-                yield Queued(position, "")  # in the studio's queue: no prompt id yet
-            # Time held in the studio's own line (queued_s is ComfyUI's queue).
-            run.timings["studio_wait_s"] = time.monotonic() - wait_start
             precheck = op.precheck_role
             if precheck and precheck in template.output_roles:
                 node = template.output_roles[precheck]
@@ -328,8 +384,6 @@ class Studio:
                 models=self.settings.models,
             )
             return
-        finally:
-            turn.leave()
 
         if not outputs.get("output"):
             yield Failed(

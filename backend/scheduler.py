@@ -213,6 +213,11 @@ class Turn:
     def skips(self) -> int:
         return self._entry.skips
 
+    @property
+    def since(self) -> float:
+        """When the job joined the line (the scheduler's clock)."""
+        return self._entry.since
+
     def position(self) -> int:
         return self._scheduler._position(self._entry)
 
@@ -319,11 +324,14 @@ class Scheduler:
         owner: str = "",
         since: float | None = None,
         servers: frozenset[str] | None = None,
+        capped: bool = True,
     ) -> Turn:
         """Queue a job whose diffusion model is `group` for `owner`. `since` (clock time) keeps
-        an earlier place, e.g. for an out-of-memory retry; `servers` limits where it may run.
-        Raises QueueFull at once when the studio's or this person's line is full."""
-        self._admit(owner)
+        an earlier place, e.g. for an out-of-memory retry (which is not `capped`: it was
+        admitted already); `servers` limits where it may run. Raises QueueFull at once when
+        the studio's or this person's line is full."""
+        if capped:
+            self._admit(owner)
         entry = _Entry(next(self._seq), owner, group, self._clock() if since is None else since,
                        servers)
         person = self._owners.get(owner)

@@ -22,6 +22,7 @@ class Outcome:
 # Failed.kind → HTTP status. Documented in docs/api.md; keep the two in step.
 FAILURE_STATUS: dict[str, Outcome] = {
     "invalid_input": Outcome(400, "invalid_input", False),
+    "busy": Outcome(429, "queue_full", True),
     "unreachable": Outcome(503, "comfyui_unreachable", True),
     "rejected": Outcome(502, "comfyui_rejected", False),
     "missing_models": Outcome(424, "missing_models", False),

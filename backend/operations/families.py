@@ -26,22 +26,37 @@ class SamplerDefaults:
 class ModelFamily:
     """`name` is for people ("the edit model is already loaded"); `files` maps the template
     roles the studio binds to the model files settings name (preflight checks them on the
-    server); `sampler` is None for a family without sampler knobs (no Steps, CFG, negative)."""
+    server); `sampler` is None for a family without sampler knobs (no Steps, CFG, negative);
+    `unet` the diffusion model file a request loads (None: none, e.g. background removal),
+    known before anything is decoded: the scheduler groups waiting jobs by it."""
 
     name: str
     files: Callable[[Settings], Mapping[str, str]]
     sampler: Callable[[Settings], SamplerDefaults] | None = None
+    unet: Callable[[RequestBase, Settings], str | None] = lambda request, settings: None
+
+
+def generate_unet(request: RequestBase, settings: Settings) -> str:
+    """The turbo variant runs its 4-step distilled UNet; everything else the usual one."""
+    m = settings.models
+    return m.generate_turbo_unet if request.variant == "turbo" else m.generate_unet
+
+
+def edit_unet(request: RequestBase, settings: Settings) -> str:
+    return settings.models.edit_unet
 
 
 GENERATION_MODEL = ModelFamily(
     "generation model",
     lambda s: {"unet": s.models.generate_unet, "clip": s.models.text_encoder, "vae": s.models.vae},
     lambda s: SamplerDefaults(s.sampling.generate_steps, s.sampling.generate_cfg),
+    generate_unet,
 )
 EDIT_MODEL = ModelFamily(
     "edit model",
     lambda s: {"unet": s.models.edit_unet, "clip": s.models.text_encoder, "vae": s.models.vae},
     lambda s: SamplerDefaults(s.sampling.edit_steps, s.sampling.edit_cfg),
+    edit_unet,
 )
 # BiRefNet is a model its node pack downloads and manages, not a folder file to check.
 BACKGROUND_REMOVAL_MODEL = ModelFamily("background-removal model", lambda s: {})
@@ -59,11 +74,12 @@ class Sampling:
 
 
 def generate_sampling(request: RequestBase, settings: Settings) -> Sampling:
-    s, m = settings.sampling, settings.models
+    s = settings.sampling
+    unet = generate_unet(request, settings)
     if request.variant == "turbo":  # the 4-step distilled UNet has its own defaults
-        unet, steps, cfg = m.generate_turbo_unet, s.turbo_steps, s.turbo_cfg
+        steps, cfg = s.turbo_steps, s.turbo_cfg
     else:
-        unet, steps, cfg = m.generate_unet, s.generate_steps, s.generate_cfg
+        steps, cfg = s.generate_steps, s.generate_cfg
     return Sampling(
         seed=resolve_seed(request.seed),
         steps=request.steps if request.steps is not None else steps,
@@ -79,7 +95,7 @@ def edit_sampling(request: RequestBase, settings: Settings) -> Sampling:
         seed=resolve_seed(request.seed),
         steps=request.steps if request.steps is not None else s.edit_steps,
         cfg=float(request.cfg if request.cfg is not None else s.edit_cfg),
-        unet=settings.models.edit_unet,
+        unet=edit_unet(request, settings),
         shift=s.edit_shift,
     )
 

@@ -5,6 +5,7 @@ see their studio queue position, and a job closed while waiting never reaches Co
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -18,7 +19,7 @@ from backend.jobs import Failed, Finished, Queued, Started, Studio
 from backend.modes.edit import EditRequest
 from backend.modes.generate import GenerateRequest
 from backend.operations.sizing import working_size
-from backend.scheduler import Scheduler, SchedulerConfig
+from backend.scheduler import QueueFull, Scheduler, SchedulerConfig
 from backend.settings import Settings
 from backend.workflows import TemplateLibrary
 from tests.fake_comfy import FakeComfy
@@ -161,3 +162,48 @@ async def test_closing_a_waiting_job_never_reaches_comfyui(
     # The studio still runs the next job normally.
     after = [e async for e in studio.run(GenerateRequest("sent", 256, 256, steps=2))]
     assert isinstance(after[-1], Finished)
+
+
+async def test_a_waiting_job_is_not_decoded_before_its_turn(
+    fake_comfy: FakeComfy, client: ComfyClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: a waiting job holds the bytes that were sent, never decoded pixels."""
+    studio = make_studio(fake_comfy, client, "fifo")
+    spec = studio.registry.get("edit")
+    prepared: list[str] = []
+    real = spec.operation.prepare
+
+    def spy(request: Any, settings: Settings) -> Any:
+        prepared.append(request.prompt)
+        return real(request, settings)
+
+    monkeypatch.setattr(spec.operation, "prepare", spy)
+    blocker = studio.scheduler.enter(None)
+    source = Image.new("RGB", (640, 480), (10, 20, 30))
+    events = studio.run(EditRequest(image=_png(source), prompt="make it red", steps=2))
+    assert await anext(events) == Queued(1, "")
+    assert prepared == []                      # waiting: nothing decoded
+    blocker.leave()
+    rest = [e async for e in events]
+    assert prepared == ["make it red"] and isinstance(rest[-1], Finished)
+
+
+async def test_a_full_line_refuses_at_once(fake_comfy: FakeComfy, client: ComfyClient) -> None:
+    settings = Settings(comfy_url=fake_comfy.url, max_queue=1, max_queue_per_person=5)
+    studio = Studio(client, settings, TemplateLibrary(settings.workflows_dir))
+    blocker = studio.scheduler.enter(None)
+    waiting = studio.admit(GenerateRequest("first", 256, 256), owner="ann")
+    with pytest.raises(QueueFull):
+        studio.admit(GenerateRequest("second", 256, 256), owner="bob")
+    refused = [e async for e in studio.run(GenerateRequest("third", 256, 256), owner="bob")]
+    assert len(refused) == 1 and isinstance(refused[0], Failed) and refused[0].kind == "busy"
+    assert "busy" in refused[0].message
+    waiting.turn.leave()
+    blocker.leave()
+    assert studio.scheduler.waiting_count == 0 and studio.scheduler.in_flight == 0
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
