@@ -39,7 +39,7 @@ def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        ctx.start()
+        await ctx.start()
         yield
         await ctx.aclose()
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 from backend.comfy import ComfyClient
 from backend.comfy.orphans import OrphanReport, start_orphan_sweep
-from backend.identity import data_dir_from_env, load_or_create_studio_id
+from backend.desk import Desk
+from backend.identity import load_or_create_studio_id
 from backend.jobs import Studio
+from backend.library import Library
 from backend.metrics import StudioMetrics
 from backend.modes import REGISTRY, ModeRegistry
 from backend.monitor import Monitor
@@ -26,18 +28,24 @@ log = logging.getLogger(__name__)
 class StudioContext:
     settings: Settings
     client: ComfyClient
-    library: TemplateLibrary
+    templates: TemplateLibrary
     registry: ModeRegistry
     studio: Studio
     monitor: Monitor
     metrics: StudioMetrics
+    library: Library            # every result, kept (backend/library)
+    desk: Desk                  # where every surface hands in its jobs
     started_at: int = field(default_factory=lambda: int(time.time()))
     _sweep: asyncio.Task[OrphanReport] | None = None
 
-    def start(self) -> None:
-        """On the server's loop, as it starts: the shared poller (the UI's timer handlers may
-        run in worker threads, where snapshot() cannot start it), and the removal of prompts
-        a killed studio process left in ComfyUI's queue."""
+    async def start(self) -> None:
+        """On the server's loop, as it starts: the library (its start-up check), the shared
+        poller (the UI's timer handlers may run in worker threads, where snapshot() cannot
+        start it), and the removal of prompts a killed studio process left in ComfyUI's
+        queue."""
+        report = await self.library.open()
+        for line in report.lines():
+            log.info("%s", line)
         self.monitor.start()
         if self.client.studio_id is not None:
             self._sweep = start_orphan_sweep(self.client, self.client.studio_id)
@@ -45,13 +53,16 @@ class StudioContext:
     async def aclose(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
+        await self.desk.aclose()
         await self.monitor.aclose()
+        await self.library.close()
         await self.client.aclose()
 
 
 def build_context(settings: Settings, registry: ModeRegistry = REGISTRY) -> StudioContext:
     """Nothing here touches the network: the studio starts fine while ComfyUI is down."""
-    studio_id = load_or_create_studio_id(data_dir_from_env(), workflows_dir=settings.workflows_dir)
+    data_dir = settings.library.data_dir        # the studio id lives beside the library
+    studio_id = load_or_create_studio_id(data_dir, workflows_dir=settings.workflows_dir)
     client = ComfyClient(settings.comfy_url, studio_id=studio_id)  # marks prompts as ours
     library = TemplateLibrary(settings.workflows_dir)
     metrics = StudioMetrics()
@@ -61,4 +72,8 @@ def build_context(settings: Settings, registry: ModeRegistry = REGISTRY) -> Stud
         log.warning("the UI has a login but STUDIO_API_KEY is not set: /v1/* is open to anyone")
     log.info("studio context ready (ComfyUI at %s; modes: %s)",
              settings.comfy_url, ", ".join(registry.names()))
-    return StudioContext(settings, client, library, registry, studio, monitor, metrics)
+    results = Library(settings.library)
+    desk = Desk(studio, results)
+    return StudioContext(
+        settings, client, library, registry, studio, monitor, metrics, results, desk
+    )

@@ -86,7 +86,7 @@ def guarded(*, auth: bool) -> Callable[[Handler], Handler]:
 def _variants(ctx: StudioContext) -> Callable[[str], list[str]]:
     def variants(mode: str) -> list[str]:
         try:
-            return ctx.library.variants(mode)
+            return ctx.templates.variants(mode)
         except OSError:  # an unreadable folder: only the default ids
             return ["default"]
 

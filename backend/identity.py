@@ -14,21 +14,12 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 ID_FILE = "studio-id"
-DEFAULT_DATA_DIR = Path("data")
 _VALID_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
-
-
-def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
-    """`$STUDIO_DATA_DIR`, else `./data` (relative to the working directory)."""
-    env = os.environ if env is None else env
-    raw = env.get("STUDIO_DATA_DIR", "").strip()
-    return Path(raw) if raw else DEFAULT_DATA_DIR
 
 
 def load_or_create_studio_id(data_dir: Path, *, workflows_dir: Path | None = None) -> str:

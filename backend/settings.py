@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import limits
+from backend.library.config import LibraryConfig
 
 DEFAULT_COMFY_URL = "http://127.0.0.1:8188"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +83,10 @@ class Settings:
     scheduling: str = "group"
     scheduling_max_skips: int = 3
     scheduling_max_wait_s: float = 120.0
+    # Where results are kept (STUDIO_DATA_DIR, STUDIO_LIBRARY, …_MAX_GB, …_MAX_DAYS). Read from
+    # the environment even when Settings is built by hand, so a test run's STUDIO_DATA_DIR
+    # keeps every studio it builds out of the working tree.
+    library: LibraryConfig = field(default_factory=LibraryConfig.from_env)
     # Jobs waiting in the studio (all people) and per person (API key, user or browser
     # session); past these a job is refused at once (429 + Retry-After, or a sentence).
     max_queue: int = 200
@@ -148,6 +153,7 @@ class Settings:
             peak_vram_overrides=peak,
             poll_interval_s=float(env.get("STUDIO_POLL_INTERVAL_S", base.poll_interval_s)),
             auth=parse_auth(env.get("STUDIO_AUTH", "")),
+            library=LibraryConfig.from_env(env),
             api_key=env.get("STUDIO_API_KEY") or None,
             oom_retry=env.get("STUDIO_OOM_RETRY", "").lower() in ("1", "true", "yes"),
             scheduling=env.get("STUDIO_SCHEDULING", base.scheduling),

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile  # noqa: E402
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Every studio a test builds keeps its library and studio id here, never in the working tree
+# (a test that needs its own folder sets STUDIO_DATA_DIR itself; the autouse fixture below
+# gives each test a fresh one).
+os.environ["STUDIO_DATA_DIR"] = tempfile.mkdtemp(prefix="studio-test-data-")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -14,6 +19,12 @@ import pytest  # noqa: E402
 from tests.fake_comfy import FakeComfy  # noqa: E402
 
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures" / "comfy"
+
+
+@pytest.fixture(autouse=True)
+def fresh_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh data folder (library, studio id) for every studio a test builds."""
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture

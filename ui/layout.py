@@ -110,7 +110,7 @@ class Advanced:
 
 def variants_of(ctx: StudioContext, mode: str) -> list[str]:
     try:
-        names = list(ctx.library.variants(mode))
+        names = list(ctx.templates.variants(mode))
     except OSError as exc:  # a broken workflows dir must not stop the page from loading
         log.warning("variants of %s unavailable: %s", mode, exc)
         names = []

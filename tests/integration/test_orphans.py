@@ -20,7 +20,8 @@ from backend.comfy import (
     start_orphan_sweep,
 )
 from backend.comfy.types import STUDIO_MARK, QueueItem, QueueSnapshot
-from backend.identity import data_dir_from_env, load_or_create_studio_id
+from backend.identity import load_or_create_studio_id
+from backend.library import LibraryConfig
 from tests.fake_comfy import FakeComfy
 from tests.integration.test_client_faults import sampler_graph
 
@@ -180,8 +181,8 @@ def test_an_unwritable_data_dir_falls_back_to_a_stable_derived_id(
 
 
 def test_the_data_dir_comes_from_the_environment() -> None:
-    assert data_dir_from_env({"STUDIO_DATA_DIR": "/srv/studio"}) == Path("/srv/studio")
-    assert data_dir_from_env({}) == Path("data")
+    assert LibraryConfig.from_env({"STUDIO_DATA_DIR": "/srv/studio"}).data_dir == Path("/srv/studio")
+    assert LibraryConfig.from_env({}).data_dir == Path("data")
 
 
 def test_recorded_queue_items_parse_without_a_mark_and_marked_ones_with_it(

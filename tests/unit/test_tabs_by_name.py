@@ -162,7 +162,7 @@ def test_every_control_reaches_the_request_and_the_workflow_by_name(
 
     # And on into the bound template, role by role.
     prepared = ctx.registry.operation_for(request).prepare(request, SETTINGS)
-    template = ctx.library.get(mode, required=tab.mode.roles)
+    template = ctx.templates.get(mode, required=tab.mode.roles)
     files = {role: f"{role}.png" for role in prepared.uploads}
     graph = bind(template, prepared.bindings(template.roles, files), nonce="byname")
     landing = {**LANDS_IN, **({"grow": GROW_LANDS_IN[mode]} if mode in GROW_LANDS_IN else {})}
