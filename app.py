@@ -22,7 +22,7 @@ from backend.settings import Settings  # noqa: E402
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-COMMANDS = ("serve", "health", "warmup", "free")
+COMMANDS = ("serve", "health", "warmup", "free", "library")  # library: backend/library/cli.py
 
 
 def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI:

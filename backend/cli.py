@@ -1,9 +1,14 @@
-"""The operations guide's runbook as commands: `python app.py health|warmup|free`.
+"""The operations guide's runbook as commands: `python app.py health|warmup|free|library`.
 
-`health` is the guide's end-to-end probe, one line per step, exit status = the failing step:
-  1. ComfyUI's queue answers within 5 s;
-  2. the studio's own /v1/images/generations returns a PNG (so API, studio, ComfyUI all work).
-`warmup` loads each mode's models with a tiny job; `free` asks ComfyUI to unload them.
+`health` is the guide's end-to-end probe against a studio (`--url`, default this host's), one
+line per step, exit status = the failing step:
+  1. the studio's /healthz says ITS ComfyUI is reachable (the probed studio's, not the
+     ComfyUI this machine's settings name);
+  2. the studio's /v1/images/generations returns a PNG (API, studio, ComfyUI all work);
+  3. the chat path: /v1/chat/completions with the guide's own body answers
+     `.choices[0].message.content`.
+`warmup` loads each mode's models with a tiny job; `free` asks ComfyUI to unload them;
+`library export|import|check` moves or checks the library (backend/library/cli.py).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import functools
 import io
 import time
 from collections.abc import Callable
@@ -19,11 +25,14 @@ from collections.abc import Callable
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from backend.library import cli as library_cli
 from backend.modes import REGISTRY, ModeRegistry
 from backend.settings import Settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-QUEUE_TIMEOUT_S = 5.0
+HEALTHZ_TIMEOUT_S = 5.0
+CHAT_MODEL = "qwen-image-chat"
+COMMANDS = ("health", "warmup", "free", "library")
 Say = Callable[[str], None]
 
 
@@ -40,11 +49,14 @@ def main(
     warm = sub.add_parser("warmup", help="load each mode's models with a tiny job")
     warm.add_argument("--modes", nargs="+", choices=registry.names(), help="only these modes")
     sub.add_parser("free", help="ask ComfyUI to unload models and free VRAM")
+    library_cli.add_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "health":
         return health_probe(settings, args.url or default_studio_url(settings), args.timeout, say)
     if args.command == "warmup":
         return asyncio.run(_warmup(settings, registry, args.modes, say))
+    if args.command == "library":
+        return library_cli.run(args, settings.library, say)
     return asyncio.run(_free(settings, say))
 
 
@@ -55,36 +67,90 @@ def default_studio_url(settings: Settings) -> str:
 
 def health_probe(settings: Settings, studio_url: str, timeout: float, say: Say) -> int:
     """Returns 0 when every step passed, else the number of the step that failed."""
-    started = time.monotonic()
-    try:
-        response = httpx.get(f"{settings.comfy_url}/queue", timeout=QUEUE_TIMEOUT_S)
-        response.raise_for_status()
-        queue = response.json()
-        running, pending = len(queue.get("queue_running", [])), len(queue.get("queue_pending", []))
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
-        say(f"1. ComfyUI queue at {settings.comfy_url}: FAILED ({_reason(exc)})")
-        return 1
-    say(f"1. ComfyUI queue at {settings.comfy_url}: ok ({running} running, {pending} pending, "
-        f"{time.monotonic() - started:.1f} s)")
-
-    started = time.monotonic()
-    url = studio_url.rstrip("/") + "/v1/images/generations"
+    base = studio_url.rstrip("/")
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    steps: tuple[Callable[[], Step], ...] = (
+        functools.partial(_comfyui_of_studio, base),
+        functools.partial(_image_step, base, headers, timeout),
+        functools.partial(_chat_step, base, headers, timeout),
+    )
+    for number, step in enumerate(steps, start=1):
+        started = time.monotonic()
+        label, problem, facts = step()
+        if problem is not None:
+            say(f"{number}. {label}: FAILED ({problem})")
+            return number
+        say(f"{number}. {label}: ok ({facts}{time.monotonic() - started:.1f} s)")
+    say("OK")
+    return 0
+
+
+Step = tuple[str, str | None, str]     # (what was checked, the problem or None, facts)
+
+
+def _comfyui_of_studio(base: str) -> Step:
+    """Step 1: ask the studio whether its ComfyUI answers (its /healthz)."""
+    label = f"ComfyUI of the studio at {base} (/healthz)"
+    try:
+        # fresh: a poll made now, not the poller's last (a few seconds old at most)
+        response = httpx.get(base + "/healthz?fresh=1", timeout=HEALTHZ_TIMEOUT_S)
+        body = response.json()
+        comfy = body["comfyui"]
+    except httpx.HTTPError as exc:
+        return label, f"the studio did not answer: {_reason(exc)}", ""
+    except (ValueError, KeyError, TypeError):
+        return label, f"HTTP {response.status_code}, not the studio's health answer", ""
+    if not isinstance(comfy, dict) or comfy.get("reachable") is not True:
+        error = comfy.get("error") if isinstance(comfy, dict) else None
+        return label, f"the studio cannot reach its ComfyUI: {error or 'no reason given'}", ""
+    running, pending = comfy.get("queue_running", 0), comfy.get("queue_pending", 0)
+    return label, None, f"ComfyUI {comfy.get('version') or '?'}, {running} running, " \
+        f"{pending} pending, "
+
+
+def _image_step(base: str, headers: dict[str, str], timeout: float) -> Step:
+    """Step 2: a tiny image through /v1/images/generations."""
+    url = base + "/v1/images/generations"
+    label = f"Studio image generation at {url}"
     body = {"prompt": "healthcheck", "size": "256x256", "n": 1,  # the route's default model
             "steps": 1, "response_format": "b64_json"}
     try:
         response = httpx.post(url, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        say(f"2. Studio image generation at {url}: FAILED ({_reason(exc)})")
-        return 2
+        return label, _reason(exc), ""
     problem, size = _check_image_response(response)
-    if problem:
-        say(f"2. Studio image generation at {url}: FAILED ({problem})")
-        return 2
-    say(f"2. Studio image generation at {url}: ok ({size} PNG in "
-        f"{time.monotonic() - started:.1f} s)")
-    say("OK")
-    return 0
+    return label, problem, f"{size} PNG in "
+
+
+def _chat_step(base: str, headers: dict[str, str], timeout: float) -> Step:
+    """Step 3: the guide's chat probe, its body as written."""
+    url = base + "/v1/chat/completions"
+    label = f"Studio chat at {url}"
+    body = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "healthcheck"}]}
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return label, _reason(exc), ""
+    try:
+        answer = response.json()
+    except ValueError:
+        return label, f"HTTP {response.status_code}, body is not JSON", ""
+    if response.status_code != 200:
+        return label, f"HTTP {response.status_code}: {_error_message(answer)}", ""
+    try:
+        content = answer["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return label, "the answer has no choices[0].message.content", ""
+    if not isinstance(content, str) or not content.strip():
+        return label, "choices[0].message.content is empty", ""
+    pictures = "with a picture, " if "](data:image/" in content else ""
+    return label, None, f"{len(content)} characters {pictures}in "
+
+
+def _error_message(body: object) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or body)
+    return str(body)[:200]
 
 
 def _check_image_response(response: httpx.Response) -> tuple[str | None, str]:
@@ -93,8 +159,7 @@ def _check_image_response(response: httpx.Response) -> tuple[str | None, str]:
     except ValueError:
         return f"HTTP {response.status_code}, body is not JSON", ""
     if response.status_code != 200:
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-        return f"HTTP {response.status_code}: {message or body}", ""
+        return f"HTTP {response.status_code}: {_error_message(body)}", ""
     try:
         data = base64.b64decode(body["data"][0]["b64_json"], validate=True)
     except (KeyError, IndexError, TypeError, binascii.Error):

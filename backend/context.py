@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from backend.api.aliases import ModelAliases
+from backend.chat import LlmRouter, RouterConfig
 from backend.comfy import ComfyClient
 from backend.comfy.orphans import OrphanReport, start_orphan_sweep
 from backend.desk import Desk
@@ -35,6 +39,8 @@ class StudioContext:
     metrics: StudioMetrics
     library: Library            # every result, kept (backend/library)
     desk: Desk                  # where every surface hands in its jobs
+    aliases: ModelAliases = field(default_factory=ModelAliases)   # STUDIO_MODEL_ALIASES
+    chat_router: LlmRouter | None = None   # STUDIO_ROUTER_URL: the chat's optional LLM router
     started_at: int = field(default_factory=lambda: int(time.time()))
     _sweep: asyncio.Task[OrphanReport] | None = None
 
@@ -54,13 +60,22 @@ class StudioContext:
         if self._sweep is not None:
             self._sweep.cancel()
         await self.desk.aclose()
+        if self.chat_router is not None:
+            await self.chat_router.aclose()
         await self.monitor.aclose()
         await self.library.close()
         await self.client.aclose()
 
 
-def build_context(settings: Settings, registry: ModeRegistry = REGISTRY) -> StudioContext:
-    """Nothing here touches the network: the studio starts fine while ComfyUI is down."""
+def build_context(
+    settings: Settings, registry: ModeRegistry = REGISTRY, *, env: Mapping[str, str] | None = None
+) -> StudioContext:
+    """Nothing here touches the network: the studio starts fine while ComfyUI is down.
+    `env` (default: the process's) gives the API's model aliases and the chat's LLM router;
+    a malformed one raises ValueError naming it."""
+    env = os.environ if env is None else env
+    aliases = ModelAliases.from_env(env)
+    router_config = RouterConfig.from_env(env)
     data_dir = settings.library.data_dir        # the studio id lives beside the library
     studio_id = load_or_create_studio_id(data_dir, workflows_dir=settings.workflows_dir)
     client = ComfyClient(settings.comfy_url, studio_id=studio_id)  # marks prompts as ours
@@ -74,6 +89,10 @@ def build_context(settings: Settings, registry: ModeRegistry = REGISTRY) -> Stud
              settings.comfy_url, ", ".join(registry.names()))
     results = Library(settings.library)
     desk = Desk(studio, results)
+    chat_router = LlmRouter(router_config) if router_config is not None else None
+    if router_config is not None:
+        log.info("chat: LLM router %s at %s", router_config.model, router_config.url)
     return StudioContext(
-        settings, client, library, registry, studio, monitor, metrics, results, desk
+        settings, client, library, registry, studio, monitor, metrics, results, desk,
+        aliases=aliases, chat_router=chat_router,
     )

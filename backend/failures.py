@@ -1,7 +1,8 @@
 """ComfyUI errors → `Failed` events with a message a person can act on.
 
 What to install (a model file and where it goes, or a node pack), which node failed, and
-for out-of-memory the operations guide's remedies in its order.
+for out-of-memory the operations guide's remedies in its order. A missing model file and a
+missing node pack are both `missing_models` ("the server lacks something": 424 on the API).
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ def from_comfy_error(
                 return Failed(sentence, detail, "missing_models")
         # The file name only: people see this; the detail has the server's full path.
         where = f" (template {PurePath(template).name})" if template else ""
+        if exc.error_type == "missing_node_type" or exc.missing_class:
+            # A node pack the server lacks is, like a model file, "install something on the
+            # ComfyUI server": the same kind (424 on the API); the message names the pack.
+            return Failed(f"{exc.message}{where}", detail, "missing_models")
         return Failed(f"{exc.message}{where}", detail, "rejected")
     if isinstance(exc, ComfyExecutionFailed):
         where = _describe_node(exc.node_id, exc.node_type, graph)

@@ -1,51 +1,55 @@
-"""The studio's HTTP routes beside the UI: an OpenAI-style images API, /healthz and /metrics.
+"""The studio's HTTP routes beside the UI: an OpenAI-style images and chat API, /healthz and
+/metrics.
 
 Module-level handlers on `router`; each finds the StudioContext on `request.app.state`
 (app.py puts it there), so a test can call one handler with a request of its own. Every job
-goes through `ctx.studio.run(request, surface="api")`, the same path as the UI. Errors come
-back in OpenAI's JSON shape with a status per failure kind (docs/api.md has the table); no
-stack trace ever leaves the server, and nothing names ComfyUI's address. Gradio's login does
-not cover these routes, so /v1/* checks its own bearer key (STUDIO_API_KEY).
+is handed to the desk (`ctx.desk.submit_many`) for the caller's key, the same path as the UI:
+a full line is a 429 with Retry-After at once, a client that hangs up stops its jobs, and each
+result is in the library (its id in the answer). Errors come back in OpenAI's JSON shape with
+a status per failure kind (docs/api.md has the table); no stack trace ever leaves the server,
+and nothing names ComfyUI's address. Gradio's login does not cover these routes, so /v1/*
+checks its own bearer key (STUDIO_API_KEY). A method a path does not take is a 405.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
-import io
 import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from PIL import Image
+from fastapi.routing import APIRoute
 
-from backend.api.auth import check_bearer
+from backend.api import chat, running
+from backend.api.auth import api_who, check_bearer
 from backend.api.edits import (
-    api_param,
     build_edit_requests,
     build_request,
     models_of,
+    param_names,
     per_image,
     read_form,
 )
 from backend.api.errors import ApiError, error_response
+from backend.api.running import ParamOf, Result, png_bytes
 from backend.api.schemas import OWNER, model_ids, parse_common, pick_model, text
 from backend.context import StudioContext
-from backend.events import Failed, Finished
 from backend.metrics import CONTENT_TYPE
 from backend.modes import ApiInput, ApiRoute
-from backend.redaction import scrub
-from backend.requests import InvalidRequest, RequestBase
+from backend.monitor import Monitor, MonitorSnapshot
+from backend.requests import RequestBase
 
 log = logging.getLogger(__name__)
 
-MAX_JSON_BYTES = 1024 * 1024
+PARSE_INLINE_BYTES = 256 * 1024   # larger JSON bodies are parsed in a worker thread
 HEALTH_REFRESH_S = 15.0
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -82,7 +86,7 @@ def guarded(*, auth: bool) -> Callable[[Handler], Handler]:
     return wrap
 
 
-# -- running jobs ------------------------------------------------------------------------------
+# -- answers -----------------------------------------------------------------------------------
 def _variants(ctx: StudioContext) -> Callable[[str], list[str]]:
     def variants(mode: str) -> list[str]:
         try:
@@ -93,71 +97,33 @@ def _variants(ctx: StudioContext) -> Callable[[str], list[str]]:
     return variants
 
 
-def _validate(ctx: StudioContext, request: RequestBase) -> None:
-    try:
-        ctx.registry.operation_for(request).validate(request, ctx.settings)
-    except InvalidRequest as exc:
-        raise ApiError(400, exc.message, param=api_param(exc.field), code="invalid_input") from None
-
-
-async def _run_one(ctx: StudioContext, request: RequestBase) -> Finished:
-    events = ctx.studio.run(request, surface="api")
-    try:
-        async for event in events:
-            if isinstance(event, Finished):
-                return event
-            if isinstance(event, Failed):
-                error = ApiError.from_failure(event.kind, scrub(event.message, ctx.settings.comfy_url))
-                error.param = api_param(event.field)
-                raise error
-    finally:
-        await events.aclose()
-    raise ApiError(502, "The job ended without a result.", code="no_result")
-
-
-async def _run_all(
-    ctx: StudioContext, requests: list[RequestBase], http: Request
-) -> list[tuple[Finished, Image.Image]]:
-    """n runs one after another; a client that hangs up cancels the job in ComfyUI."""
-    for request in requests:
-        _validate(ctx, request)   # all of them first: never run two and then refuse the third
-    results = []
-    for request in requests:
-        job = asyncio.ensure_future(_run_one(ctx, request))
-        watcher = asyncio.ensure_future(_wait_disconnect(http))
-        try:
-            await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            if not job.done():
-                job.cancel()
-                log.info("client went away: cancelling its %s job", request.mode)
-                with contextlib.suppress(asyncio.CancelledError, ApiError):
-                    await job
-        if job.cancelled():
-            raise ApiError(499, "The client closed the request.", code="client_closed")
-        finished = job.result()
-        for image in finished.images:
-            results.append((finished, image))
-    return results
-
-
-def _images_body(results: list[tuple[Finished, Image.Image]], prompt: str) -> dict[str, Any]:
+def _images_body(results: list[Result], prompt: str) -> dict[str, Any]:
     data = [
         {
-            "b64_json": _png_b64(image),
+            "b64_json": base64.b64encode(png_bytes(r.image, r.item_id)).decode("ascii"),
             "revised_prompt": prompt,
-            "seed": finished.seed,
+            "seed": r.finished.seed,
             # What the studio did to the input (first GIF frame, scaling, padding grid…).
-            "notes": list(finished.notes),
+            "notes": list(r.finished.notes),
+            "id": r.item_id,    # the library item (None when the library could not keep it)
         }
-        for finished, image in results
+        for r in results
     ]
     body: dict[str, Any] = {"created": int(time.time()), "data": data, "output_format": "png"}
     if results:   # what ran: an out-of-memory retry may have used a smaller size
-        w, h = results[0][1].size
+        w, h = results[0].image.size
         body["size"] = f"{w}x{h}"
     return body
+
+
+async def _run(
+    ctx: StudioContext, http: Request, requests: list[RequestBase], param_of: ParamOf,
+    *, parent_id: str | None = None,
+) -> list[Result]:
+    """n images = one batch through the desk, for the caller's key (429 when it is full)."""
+    who = api_who(ctx.settings.api_key, "api")
+    jobs = running.submit(ctx, requests, who, param_of=param_of, parent_id=parent_id)
+    return await running.results(ctx, jobs, who, http, param_of=param_of)
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -165,14 +131,14 @@ def _images_body(results: list[tuple[Finished, Image.Image]], prompt: str) -> di
 @guarded(auth=True)
 async def generations(http: Request) -> Response:
     ctx = context(http)
-    body = await _read_json(http)
+    body = await read_json(http)
     specs = ctx.registry.on_route(ApiRoute.GENERATIONS)
-    choice = pick_model(body.get("model"), models_of(specs), _variants(ctx))
+    choice = pick_model(ctx.aliases.resolve(body.get("model")), models_of(specs), _variants(ctx))
     spec = ctx.registry.get(choice.mode)
     prompt = text(body.get("prompt"), "prompt", required=spec.prompt_required)
     base = build_request(spec, ApiInput(body, prompt, (), None, ctx.settings))
     requests = per_image(base, parse_common(body), choice)
-    results = await _run_all(ctx, requests, http)
+    results = await _run(ctx, http, requests, param_names(spec))
     return JSONResponse(await asyncio.to_thread(_images_body, results, prompt))
 
 
@@ -181,17 +147,29 @@ async def generations(http: Request) -> Response:
 async def edits(http: Request) -> Response:
     ctx = context(http)
     settings = ctx.settings
-    _check_length(http, settings.max_upload_bytes * 5 + MAX_JSON_BYTES)
     form = await read_form(http, settings)
-    _choice, requests = await asyncio.to_thread(
+    if "model" in form.fields:
+        form = replace(form, fields={**form.fields, "model": ctx.aliases.resolve(form.fields["model"])})
+    choice, requests = await asyncio.to_thread(
         build_edit_requests, form, settings, ctx.registry, _variants(ctx)
     )
-    results = await _run_all(ctx, requests, http)
+    who = api_who(settings.api_key, "api")
+    parent = await running.parent_of(ctx, form.images[0] if form.images else None, who.owner)
+    results = await _run(ctx, http, requests, param_names(ctx.registry.get(choice.mode)),
+                         parent_id=parent)
     prompt = str(form.fields.get("prompt") or "")
     return JSONResponse(await asyncio.to_thread(_images_body, results, prompt))
 
 
-@router.get("/v1/models", include_in_schema=False)
+@router.post("/v1/chat/completions", include_in_schema=False)
+@guarded(auth=True)
+async def chat_completions(http: Request) -> Response:
+    """OpenAI's chat completions (whole or streamed) over the chat core: backend/api/chat.py."""
+    ctx = context(http)
+    return await chat.complete(ctx, http, await read_json(http))
+
+
+@router.api_route("/v1/models", methods=["GET", "HEAD"], include_in_schema=False)
 @guarded(auth=True)
 async def models(http: Request) -> Response:
     ctx = context(http)
@@ -201,22 +179,31 @@ async def models(http: Request) -> Response:
         for route in ApiRoute
         for model_id in model_ids(models_of(ctx.registry.on_route(route)), variants)
     ]
+    ids.append(chat.CHAT_MODEL)
+    ids += [alias for alias in ctx.aliases.ids() if alias not in ids]
     data = [
         {"id": i, "object": "model", "created": ctx.started_at, "owned_by": OWNER} for i in ids
     ]
     return JSONResponse({"object": "list", "data": data})
 
 
-@router.get("/healthz", include_in_schema=False)
+@router.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
 @guarded(auth=False)
 async def healthz(http: Request) -> Response:
+    """The shared poller's latest answer (cheap: bursts of probes cost ComfyUI nothing), or,
+    with `?fresh=1` (`python app.py health`), a poll made now — one for all who ask at once."""
     ctx = context(http)
     snap = ctx.monitor.snapshot()
     fresh_for = max(2 * ctx.settings.poll_interval_s, 5.0)
-    if snap.checked_at is None or time.time() - snap.checked_at > fresh_for:
-        with contextlib.suppress(Exception):
+    wants_fresh = http.query_params.get("fresh", "") not in ("", "0", "false")
+    if wants_fresh or snap.checked_at is None or time.time() - snap.checked_at > fresh_for:
+        try:
             async with asyncio.timeout(HEALTH_REFRESH_S):
-                snap = await ctx.monitor.refresh_now()
+                snap = await _shared_refresh(ctx)
+        except TimeoutError:
+            pass     # the latest poll says what is known
+        except Exception:   # the poll handles ComfyUI's errors: this is a bug of ours
+            log.exception("/healthz could not refresh the monitor")
     body = {
         "studio": "ok",
         "comfyui": {
@@ -235,7 +222,7 @@ async def healthz(http: Request) -> Response:
     return JSONResponse(body, status_code=200 if snap.online else 503)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
 @guarded(auth=False)
 async def metrics(http: Request) -> Response:
     ctx = context(http)
@@ -243,23 +230,36 @@ async def metrics(http: Request) -> Response:
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
+_refreshes: weakref.WeakKeyDictionary[Monitor, asyncio.Future[MonitorSnapshot]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _shared_refresh(ctx: StudioContext) -> MonitorSnapshot:
+    """One poll of ComfyUI for every caller that asks while it runs."""
+    running_poll = _refreshes.get(ctx.monitor)
+    if running_poll is None or running_poll.done():
+        running_poll = asyncio.ensure_future(ctx.monitor.refresh_now())
+        _refreshes[ctx.monitor] = running_poll
+    return await asyncio.shield(running_poll)
+
+
 # -- reading requests --------------------------------------------------------------------------
-def _check_length(http: Request, limit: int) -> None:
-    raw = http.headers.get("content-length")
-    if raw and raw.isdigit() and int(raw) > limit:
-        raise ApiError(
-            413, f"The request is {int(raw) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.",
-            code="request_too_large",
-        )
-
-
-async def _read_json(http: Request) -> dict[str, Any]:
-    _check_length(http, MAX_JSON_BYTES)
+async def read_json(http: Request) -> dict[str, Any]:
+    """The body as a JSON object, whatever its declared content type (`curl -d` says
+    form-encoded). Its size is limited while it is read (api/body_limits.py); nesting deeper
+    than the parser allows is a 400, like any other bad JSON."""
     raw = await http.body()
-    if len(raw) > MAX_JSON_BYTES:
-        raise ApiError(413, "The JSON body is over 1 MB.", code="request_too_large")
+    if len(raw) > PARSE_INLINE_BYTES:     # a chat turn with pictures: megabytes of JSON
+        return await asyncio.to_thread(parse_json, raw)
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"null")
+    except RecursionError:
+        raise ApiError(400, "The JSON body is nested too deeply.", code="invalid_json") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
@@ -267,15 +267,34 @@ async def _read_json(http: Request) -> dict[str, Any]:
     return body
 
 
-async def _wait_disconnect(http: Request) -> None:
-    # The body is already read, so the next ASGI message is the client hanging up.
-    while (await http.receive())["type"] != "http.disconnect":
-        pass
+# -- every other method on our paths: 405 with Allow (not Gradio's 404) ------------------------
+OTHER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def _png_b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    # ComfyUI's own SaveImage level: level 6 (Pillow's default) costs 2-7x the time here
-    # for ~30% fewer bytes, which a LAN does not need.
-    image.save(buffer, format="PNG", compress_level=4)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+def _method_not_allowed(allowed: list[str]) -> Handler:
+    allow = ", ".join(allowed)
+
+    async def not_allowed(http: Request) -> Response:
+        return error_response(
+            405, f"{http.method} is not allowed on {http.url.path}; use {allow}.",
+            code="method_not_allowed", headers={"Allow": allow},
+        )
+
+    return not_allowed
+
+
+def _answer_other_methods() -> None:
+    """Each path of ours answers the methods it does not take with 405 and `Allow`; without
+    this, the UI mounted at "/" would answer them 404."""
+    taken: dict[str, set[str]] = {}
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            taken.setdefault(route.path, set()).update(route.methods or ())
+    for path, methods in taken.items():
+        allowed = sorted(methods)
+        others = [m for m in OTHER_METHODS if m not in methods]
+        router.add_api_route(path, _method_not_allowed(allowed), methods=others,
+                             include_in_schema=False)
+
+
+_answer_other_methods()

@@ -10,13 +10,14 @@ before anything reaches ComfyUI; each mode then turns the form into its request
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from backend import limits
@@ -53,25 +54,43 @@ class EditForm:
     mask: bytes | None
 
 
-def api_param(field: str | None) -> str | None:
-    """The API's name for a request field that an operation named in an error."""
-    return PARAM_NAMES.get(field or "", field)
+def api_param(field: str | None, spec: Spec | None = None) -> str | None:
+    """The API's name for a request field that an operation named in an error: the mode's
+    declared `api_param` (outpaint's `right` is `pad_right`), else the shared table."""
+    if field is None:
+        return None
+    declared = spec.input(field) if spec is not None else None
+    if declared is not None and declared.api_param:
+        return declared.api_param
+    return PARAM_NAMES.get(field, field)
+
+
+def param_names(spec: Spec | None) -> Callable[[str | None], str | None]:
+    return lambda field: api_param(field, spec)
 
 
 def models_of(specs: Sequence[Spec]) -> list[ApiModel]:
     return [ApiModel(model, s.name) for s in specs if s.api is not None for model in s.api.models]
 
 
+MAX_FIELDS = 64
+MAX_FILES = limits.REFERENCES.high + 1     # the images and a mask
+FIELD_BYTES = 1024 * 1024                 # one text field (starlette's part limit)
+
+
 async def read_form(request: Request, settings: Settings) -> EditForm:
-    """Read the multipart body; 413 for files over the upload limit, 400 for a bad form."""
+    """Read the multipart body; 413 for files over the upload limit, 400 for a bad form, each
+    with its own sentence."""
     try:
-        form = await request.form(max_files=limits.REFERENCES.high + 2, max_fields=64)
+        form = await request.form(
+            max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=FIELD_BYTES
+        )
     except ApiError:
         raise
-    except Exception as exc:  # malformed multipart, too many parts, not a form at all
-        raise ApiError(
-            400, f"Send the edit as multipart/form-data ({type(exc).__name__}).", param="image"
-        ) from None
+    except HTTPException as exc:   # starlette's multipart parser says what went wrong
+        raise _form_problem(str(exc.detail)) from None
+    except Exception:  # malformed multipart, not a form at all
+        raise _form_problem("") from None
     images: list[bytes] = []
     mask: bytes | None = None
     fields: dict[str, Any] = {}
@@ -99,6 +118,36 @@ async def read_form(request: Request, settings: Settings) -> EditForm:
     finally:
         await form.close()
     return EditForm(fields, tuple(images), mask)
+
+
+def _form_problem(detail: str) -> ApiError:
+    """Starlette's MultiPartException message → the studio's sentence."""
+    if detail.startswith("Too many files"):
+        return ApiError(
+            400,
+            f"Too many files: an edit takes at most {limits.REFERENCES.high} images "
+            "('image' or 'image[]', repeated) and one 'mask'.",
+            param="image", code="too_many_files",
+        )
+    if detail.startswith("Too many fields"):
+        return ApiError(
+            400,
+            f"Too many form fields (the limit is {MAX_FIELDS}): send the images, 'prompt', "
+            "'model' and the mode's own fields only.",
+            code="too_many_fields",
+        )
+    if "exceeded maximum size" in detail:
+        return ApiError(
+            400,
+            f"A text field is over {describe_size(FIELD_BYTES)}: a prompt or a setting is "
+            "short text; send pictures as file fields.",
+            code="field_too_large",
+        )
+    return ApiError(
+        400,
+        "Send the edit as multipart/form-data, with the picture in an 'image' file field.",
+        param="image", code="invalid_form",
+    )
 
 
 def openai_mask(data: bytes, size: tuple[int, int], settings: Settings) -> Image.Image:
@@ -202,4 +251,4 @@ def build_request(spec: Spec, call: ApiInput) -> RequestBase:
     try:
         return spec.api.build(call)
     except InvalidRequest as exc:
-        raise ApiError(400, exc.message, param=api_param(exc.field)) from None
+        raise ApiError(400, exc.message, param=api_param(exc.field, spec)) from None

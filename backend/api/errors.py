@@ -56,9 +56,16 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     @classmethod
-    def from_failure(cls, kind: str, message: str) -> ApiError:
+    def from_failure(cls, kind: str, message: str, param: str | None = None) -> ApiError:
         outcome = FAILURE_STATUS.get(kind, Outcome(500, kind or "error", False))
-        return cls(outcome.status, message, code=outcome.code, retry=outcome.retry)
+        return cls(outcome.status, message, code=outcome.code, retry=outcome.retry, param=param)
+
+    @classmethod
+    def queue_full(cls, message: str, retry_after_s: int) -> ApiError:
+        """The studio's line (or this caller's share of it) is full: 429, try again later."""
+        outcome = FAILURE_STATUS["busy"]
+        return cls(outcome.status, message, code=outcome.code, retry=outcome.retry,
+                   headers={"Retry-After": str(max(1, retry_after_s))})
 
     def to_response(self) -> JSONResponse:
         return error_response(
@@ -70,8 +77,8 @@ class ApiError(Exception):
 def error_type(status: int) -> str:
     if status == 401:
         return "authentication_error"
-    if status == 413:
-        return "invalid_request_error"
+    if status == 429:
+        return "requests"      # OpenAI's type for a request-rate refusal
     return "invalid_request_error" if status < 500 and status != 424 else "server_error"
 
 

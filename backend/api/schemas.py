@@ -7,6 +7,7 @@ the parameter, instead of FastAPI's 422 list.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,18 +71,31 @@ def pick_model(raw: Any, models: Sequence[ApiModel], variants: Variants) -> Mode
     )
 
 
+_SIZE = re.compile(r"(\d{1,6})x(\d{1,6})", re.ASCII)
+MAX_ECHO_CHARS = 40   # of a bad value quoted back in a message
+
+
+def shown(raw: object) -> str:
+    """A value as a message quotes it: short, and safe to encode (no lone surrogates)."""
+    text = str(raw)
+    if len(text) > MAX_ECHO_CHARS:
+        text = text[: MAX_ECHO_CHARS - 1] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def parse_size(raw: Any, max_pixels: int, *, param: str = "size") -> tuple[int, int]:
-    """"WxH" (or "auto" / missing → 1024x1024); sides multiples of 16, area within budget."""
+    """"WxH" (or "auto" / missing → 1024x1024); sides multiples of 16, area within budget.
+    ASCII digits only, at most 6 per side: "²x²" or a 5,000-digit side is a 400, not a crash."""
     if raw is None or raw == "" or raw == "auto":
         return DEFAULT_SIZE
-    text = str(raw).strip().lower().replace("×", "x")
-    w_text, sep, h_text = text.partition("x")
-    if not sep or not w_text.isdigit() or not h_text.isdigit():
+    text = str(raw).strip().lower().replace("×", "x") if isinstance(raw, str) else ""
+    match = _SIZE.fullmatch(text)
+    if match is None:
         raise ApiError(
-            400, f"Size '{raw}' is not WIDTHxHEIGHT, e.g. 1024x1024.", param=param,
+            400, f"Size '{shown(raw)}' is not WIDTHxHEIGHT, e.g. 1024x1024.", param=param,
             code="invalid_size",
         )
-    width, height = int(w_text), int(h_text)
+    width, height = int(match.group(1)), int(match.group(2))
     grid = limits.GRID
     for label, value in (("Width", width), ("Height", height)):
         if value < grid or value % grid:
@@ -108,12 +122,8 @@ def parse_size(raw: Any, max_pixels: int, *, param: str = "size") -> tuple[int, 
 def parse_n(raw: Any) -> int:
     if raw is None or raw == "":
         return 1
-    try:
-        n = int(raw)
-        if isinstance(raw, bool) or (isinstance(raw, float) and n != raw):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ApiError(400, "'n' must be a whole number.", param="n") from None
+    n = optional_int(raw, "n")
+    assert n is not None
     if not limits.BATCH.low <= n <= limits.BATCH.high:
         raise ApiError(
             400, f"'n' must be between {limits.BATCH.low} and {limits.BATCH.high} (got {n}).",
@@ -136,19 +146,25 @@ def check_response_format(raw: Any) -> None:
 
 
 def optional_int(raw: Any, param: str) -> int | None:
+    """A whole number from JSON (int, or a float like 2.0) or form text ("2"); anything else
+    — 2.5, 1e400 (infinity), "²", a 5,000-digit string, true — is a 400 naming `param`."""
     if raw is None or raw == "":
         return None
+    whole = ApiError(400, f"'{param}' must be a whole number.", param=param)
     if isinstance(raw, bool):
-        raise ApiError(400, f"'{param}' must be a whole number.", param=param)
-    try:
-        value = int(raw) if not isinstance(raw, float) else raw
-    except (TypeError, ValueError):
-        raise ApiError(400, f"'{param}' must be a whole number.", param=param) from None
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ApiError(400, f"'{param}' must be a whole number.", param=param)
-        value = int(value)
-    return value
+        raise whole
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        if not raw.is_integer():     # also inf and nan
+            raise whole
+        return int(raw)
+    if isinstance(raw, str) and _WHOLE.fullmatch(raw.strip()):
+        return int(raw.strip())
+    raise whole
+
+
+_WHOLE = re.compile(r"[+-]?\d{1,30}", re.ASCII)
 
 
 def optional_float(raw: Any, param: str) -> float | None:
@@ -158,7 +174,7 @@ def optional_float(raw: Any, param: str) -> float | None:
         raise ApiError(400, f"'{param}' must be a number.", param=param)
     try:
         value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ApiError(400, f"'{param}' must be a number.", param=param) from None
     if not math.isfinite(value):
         raise ApiError(400, f"'{param}' must be a finite number.", param=param)
@@ -170,9 +186,20 @@ def text(raw: Any, param: str, *, required: bool = False) -> str:
         raw = ""
     if not isinstance(raw, str):
         raise ApiError(400, f"'{param}' must be a string.", param=param)
+    if _SURROGATE.search(raw):
+        # Valid JSON ("\\ud83c") but not text: it cannot be encoded for ComfyUI.
+        raise ApiError(
+            400,
+            f"'{param}' contains a broken character (half of an emoji's UTF-16 pair); "
+            "remove it or paste the text again.",
+            param=param,
+        )
     if required and not raw.strip():
         raise ApiError(400, f"'{param}' is required.", param=param, code="missing_" + param)
     return raw
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -199,5 +226,11 @@ def parse_common(body: Mapping[str, Any]) -> Common:
 
 def seed_for(common: Common, index: int) -> int | None:
     """n images from one seed must differ: seed, seed+1, … (random when no seed was given),
-    wrapping past the largest seed rather than failing on a seed the caller never sent."""
-    return None if common.seed is None else (common.seed + index) % (limits.MAX_SEED + 1)
+    wrapping past the largest seed rather than failing on a seed the caller never sent. A seed
+    out of range is passed on as it is, so the mode refuses it with the UI's sentence (one
+    rule everywhere: 0 to 2^53 − 1, or no seed for a random one; -1 is refused too)."""
+    if common.seed is None:
+        return None
+    if not limits.SEED.low <= common.seed <= limits.SEED.high:
+        return common.seed
+    return (common.seed + index) % (limits.MAX_SEED + 1)

@@ -3,8 +3,8 @@
 Deterministic and pure; tested on `tests/chat/router_corpus.json`. The rules, in order
 (the first that applies decides):
 
-1. `"healthcheck"` (the operations guide's probe) → generate, a small 256×256 image, even
-   with an image in context.
+1. `"healthcheck"` (the operations guide's probe) → generate, a small 256×256 image in one
+   sampler step (fast; it proves the path, not the picture), even with an image in context.
 2. Help: a greeting, "help", "what can you do?", "how does this work", or any question that
    starts with an English question word and asks for no picture (no "draw", "make", "show"…)
    → `help` (a short text, no job). "what does a quokka look like?" → generate "a quokka".
@@ -68,6 +68,7 @@ NEEDS_IMAGE: frozenset[Action] = frozenset(
 DecidedBy = Literal["rules", "llm"]
 
 HEALTHCHECK_SIZE = (256, 256)
+HEALTHCHECK_STEPS = 1
 FALLBACK_IMAGE_SIZE = (1024, 1024)  # when the caller could not tell the image's size
 
 
@@ -82,6 +83,7 @@ class Decision:
     pads: Pads | None = None  # outpaint: pixels per side
     region: str | None = None  # region_edit: the words naming what to change
     size: tuple[int, int] | None = None  # generate: (width, height) named in the text
+    steps: int | None = None  # sampler steps when the turn needs other than the default
     router_note: str = ""  # when an LLM router is configured but did not decide: why
 
 
@@ -97,7 +99,7 @@ def route(
     text = phrases.normalize(turn.text)
     if phrases.is_healthcheck(text):
         return Decision("generate", "healthcheck", "Health probe: a small test image.",
-                        size=HEALTHCHECK_SIZE)
+                        size=HEALTHCHECK_SIZE, steps=HEALTHCHECK_STEPS)
     if help_decision := _help(text, turn):
         return help_decision
     stripped = phrases.strip_filler(phrases.strip_suggestion(text))

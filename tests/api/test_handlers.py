@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 
 from backend import http_api
+from backend.api.auth import api_who
 from backend.context import StudioContext, build_context
 from tests.api.conftest import API_KEY, studio_settings
 from tests.fake_comfy import FakeComfy
@@ -21,6 +22,7 @@ from tests.fake_comfy import FakeComfy
 @pytest.fixture
 async def ctx(fake_comfy: FakeComfy) -> AsyncIterator[StudioContext]:
     context = build_context(studio_settings(fake_comfy))
+    await context.start()     # opens the library the desk saves into
     try:
         yield context
     finally:
@@ -78,8 +80,12 @@ async def test_generations_runs_a_job(ctx: StudioContext) -> None:
         request(ctx, "/v1/images/generations", method="POST", body=body)
     )
     assert response.status_code == 200, response.body
-    assert body_of(response)["data"][0]["seed"] == 5
+    item = body_of(response)["data"][0]
+    assert item["seed"] == 5
     assert ctx.metrics.finished.labels("generate", "api")._value.get() == 1
+    # Through the desk: saved in the library for the key's owner, its id in the answer.
+    saved = await ctx.library.get(api_who(API_KEY, "api").owner, item["id"])
+    assert saved is not None and saved.surface == "api" and saved.prompt == "a pear"
 
 
 async def test_healthz_and_metrics(ctx: StudioContext) -> None:

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.api.conftest import auth, free_port, serve, studio_settings
+from tests.api.conftest import api_app, auth, free_port, serve, studio_settings
 
 
 def test_healthz_up_then_down_then_up(studio):
@@ -138,19 +138,10 @@ def studio_loop(studio):
 @pytest.fixture
 def small_studio(fake_comfy):
     """The API routes alone (no UI) over a context of their own, for settings tests vary."""
-    from fastapi import FastAPI
-
-    from backend import http_api
-    from backend.context import build_context
-
     made = []
 
     def make(**overrides):
-        settings = studio_settings(fake_comfy, **overrides)
-        ctx = build_context(settings)
-        application = FastAPI()
-        application.state.studio_context = ctx
-        application.include_router(http_api.router)
+        application = api_app(studio_settings(fake_comfy, **overrides))
         port = free_port()
         server, thread = serve(application, port)
         made.append((server, thread))

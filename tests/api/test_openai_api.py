@@ -253,5 +253,8 @@ def test_missing_node_pack_is_424(studio):
     response = httpx.post(studio.v1 + "/images/edits", headers=auth(), timeout=60,
                           files={"image": ("a.png", png_bytes(picture()), "image/png")},
                           data={"model": "qwen-image-remove-background"})
-    assert response.status_code in (424, 502)
-    assert "BiRefNetRMBG" in error_of(response)["message"]
+    assert response.status_code == 424        # was 502 comfyui_rejected (issue 10 #15)
+    error = error_of(response)
+    assert error["code"] == "missing_models"
+    assert "BiRefNetRMBG" in error["message"] and "ComfyUI-RMBG" in error["message"]
+    assert response.headers["x-should-retry"] == "false"

@@ -93,9 +93,10 @@ FAULTS = [
           (Settings().models.generate_unet, "models/diffusion_models/"),
           before=lambda fake: fake.set_models("diffusion_models", []),
           api=(424, "missing_models")),
-    Fault("node_pack_missing", "rejected", ("BiRefNetRMBG", "ComfyUI-RMBG"),
+    # A missing pack is "the server lacks something", like a model file: 424 (issue 10 #15).
+    Fault("node_pack_missing", "missing_models", ("BiRefNetRMBG", "ComfyUI-RMBG"),
           before=lambda fake: fake.hide_classes("BiRefNetRMBG"), request=remove_background,
-          api=(502, "comfyui_rejected")),
+          api=(424, "missing_models")),
     Fault("node_raises", "execution", ("KSampler", "CUDA kernel failed"),
           before=lambda fake: fake.fail_at("KSampler", "RuntimeError", "CUDA kernel failed"),
           api=(502, "execution_failed")),
