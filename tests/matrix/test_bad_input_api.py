@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.matrix import inputs
 from tests.matrix.conftest import MatrixStudio
-from tests.matrix.surfaces import assert_actionable, comfy_addresses, loaded_images
+from tests.matrix.surfaces import API_KEY, assert_actionable, comfy_addresses, loaded_images
 
 pytestmark = pytest.mark.timeout(60)
 RSS_GROWTH_LIMIT_MB = 100
@@ -199,3 +201,129 @@ def test_all_white_mask_repaints_the_whole_image(studio: MatrixStudio) -> None:
     assert result.size == source.size
     changed = np.any(np.asarray(result) != np.asarray(source), axis=2)
     assert changed.mean() > 0.9, f"only {changed.mean():.0%} of the pixels were repainted"
+
+
+# --- malformed values: each a 400 with the studio's sentence, never a 500 (issue 9 #6, #9) ---
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A raw JSON body for /v1/images/generations that must be refused with a 400."""
+
+    case: str
+    body: bytes
+    param: str | None
+    needles: tuple[str, ...]
+    code: str | None = None
+
+
+def _json(**fields: Any) -> bytes:
+    base = {"prompt": "a lighthouse", "size": "256x256", "steps": 2}
+    base.update(fields)
+    return json.dumps(base).encode()
+
+
+MALFORMED = [
+    Malformed("size_superscripts", _json(size="²x²"), "size", ("is not WIDTHxHEIGHT",)),
+    Malformed("size_5000_digits", _json(size="9" * 5000 + "x1024"), "size",
+              ("is not WIDTHxHEIGHT",)),
+    Malformed("n_1e400", _json(n=None).replace(b'"n": null', b'"n": 1e400'), "n",
+              ("'n' must be a whole number",)),
+    Malformed("steps_1e400", _json(steps=None).replace(b'"steps": null', b'"steps": 1e400'),
+              "steps", ("'steps' must be a whole number",)),
+    Malformed("cfg_huge_integer", _json(cfg=None).replace(b'"cfg": null', b'"cfg": 1' + b"0" * 400),
+              "cfg", ("'cfg' must be a number",)),
+    Malformed("nested_100000_deep", b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+              None, ("nested too deeply",), "invalid_json"),
+    Malformed("prompt_lone_surrogate", _json(prompt="x\ud83c"), "prompt",
+              ("broken character",)),
+    Malformed("negative_lone_surrogate", _json(negative_prompt="\udfff"), "negative_prompt",
+              ("broken character",)),
+    Malformed("seed_minus_one", _json(seed=-1), "seed", ("out of range", "random seed")),
+    Malformed("seed_2_pow_64", _json(seed=2**64), "seed", ("out of range",)),
+    Malformed("not_utf8", b'{"prompt": "\xff\xfe"}', None, ("not valid JSON",), "invalid_json"),
+]
+
+
+@pytest.mark.parametrize("row", MALFORMED, ids=lambda r: r.case)
+def test_generations_refuses_malformed_values(studio: MatrixStudio, row: Malformed) -> None:
+    before = studio.fake.counters["prompts_posted"]
+    response = httpx.post(studio.url + "/v1/images/generations", content=row.body,
+                          headers={**studio.headers(), "Content-Type": "application/json"},
+                          timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == row.param, error
+    if row.code:
+        assert error["code"] == row.code, error
+    for needle in row.needles:
+        assert needle in error["message"], error["message"]
+    assert len(error["message"]) < 300          # a bad value is not echoed back in full
+    assert_actionable(error["message"])
+    assert studio.fake.counters["prompts_posted"] == before
+
+
+def test_form_with_too_many_fields(studio: MatrixStudio) -> None:
+    fields = {f"extra{i}": "x" for i in range(65)}
+    response = studio.edit([image_field(PICTURE)], **fields)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "too_many_fields" and "limit is 64" in error["message"]
+    assert "HTTPException" not in error["message"]
+    assert_actionable(error["message"])
+
+
+def test_form_with_six_images(studio: MatrixStudio) -> None:
+    response = studio.edit([image_field(PICTURE)] * 6, model="qwen-image-multiref")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("image", "too_many_files")
+    assert "at most 3 images" in error["message"]
+    assert_actionable(error["message"])
+
+
+def test_form_with_a_2_mb_text_field(studio: MatrixStudio) -> None:
+    response = studio.edit([image_field(PICTURE)], prompt="x" * (2 * 1024 * 1024))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "field_too_large" and "over 1 MB" in error["message"]
+    assert_actionable(error["message"])
+
+
+def test_form_without_a_boundary(studio: MatrixStudio) -> None:
+    response = httpx.post(studio.url + "/v1/images/edits", timeout=30,
+                          headers={**studio.headers(), "Content-Type": "multipart/form-data"},
+                          content=b"--zz\r\nnonsense")    # no boundary: not a form
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "multipart/form-data" in error["message"] and "(" not in error["message"]
+
+
+def test_form_seed_out_of_range_is_refused_like_the_ui(studio: MatrixStudio) -> None:
+    response = studio.edit([image_field(PICTURE)], seed="-1")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "seed" and "out of range" in error["message"]
+
+
+def test_bearer_with_a_tab_is_a_valid_header(studio: MatrixStudio) -> None:
+    response = httpx.get(studio.url + "/v1/models", timeout=30,
+                         headers={"Authorization": f"Bearer\t{API_KEY}"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("GET", "/v1/images/generations", "POST"), ("GET", "/v1/images/edits", "POST"),
+     ("GET", "/v1/chat/completions", "POST"), ("PUT", "/v1/images/generations", "POST"),
+     ("POST", "/v1/models", "GET, HEAD"), ("POST", "/healthz", "GET, HEAD"),
+     ("DELETE", "/metrics", "GET, HEAD")],
+)
+def test_a_method_a_route_does_not_take_is_405(
+    studio: MatrixStudio, method: str, path: str, allow: str
+) -> None:
+    response = httpx.request(method, studio.url + path, headers=studio.headers(), timeout=30)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allow
+    error = response.json()["error"]
+    assert error["code"] == "method_not_allowed" and allow in error["message"]
