@@ -75,7 +75,10 @@ def api_app(settings: Settings, **context_options: Any) -> Any:
     ctx = build_context(settings, **context_options)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> Any:
+    async def lifespan(app: FastAPI) -> Any:
+        import asyncio
+
+        app.state.loop = asyncio.get_running_loop()    # for on_loop()
         await ctx.start()
         yield
         await ctx.aclose()
@@ -85,6 +88,13 @@ def api_app(settings: Settings, **context_options: Any) -> Any:
     application.state.studio_context = ctx
     application.include_router(http_api.router)
     return application
+
+
+def on_loop(application: Any, coro: Any, timeout: float = 10.0) -> Any:
+    """Run a coroutine on an api_app's server loop (the library and desk live there)."""
+    import asyncio
+
+    return asyncio.run_coroutine_threadsafe(coro, application.state.loop).result(timeout)
 
 
 def studio_settings(fake: FakeComfy, **overrides: Any) -> Settings:
