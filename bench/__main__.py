@@ -2,7 +2,8 @@
 the clients and the studio in this one process (the fake in a thread here, or in its own
 process where a section says so), each section printed as it finishes; the last line is:
 
-    overhead_ratio=R added_ms=M poller_ratio_50_to_1=P lost=L mixed=X
+    overhead_ratio=R added_ms=M poller_ratio_50_to_1=P lost=L mixed=X healthz_p99_ms=H
+    chat_added_ms=C
 
 `bench/scheduling.py` (mode-aware scheduling, owned by its own engineer) runs too when present:
 its `run(fake)` or `main()` (async, or sync in a worker thread) prints its own numbers. A
@@ -24,7 +25,15 @@ from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from bench import overhead, poller, progress_latency, sessions, surfaces  # noqa: E402
+from bench import (  # noqa: E402
+    burst,
+    chat_overhead,
+    overhead,
+    poller,
+    progress_latency,
+    sessions,
+    surfaces,
+)
 from bench.common import load_average, machine_lines, quiet_logs  # noqa: E402
 from tests.fake_comfy import FakeComfy  # noqa: E402
 
@@ -63,6 +72,8 @@ SECTIONS: list[tuple[str, str, Section]] = [
     ("poller", "(d) sidebar poller: ComfyUI requests/s, 1 vs 50 open pages", poller.run),
     ("sessions", "(e) 16 concurrent sessions through one studio", sessions.run),
     ("scheduling", "(f) mode-aware scheduling (bench/scheduling.py)", scheduling_section),
+    ("burst", "(g) a burst: 1,500 requests at 500/s to /v1/images/generations", burst.run),
+    ("chat", "(h) chat's added time over /v1/images/generations", chat_overhead.run),
 ]
 
 
@@ -93,8 +104,13 @@ def summary(results: dict[str, Any]) -> str:
     poll_ratio = poll.ratio if poll else nan
     lost = sess.lost if sess else nan
     mixed = sess.mixed if sess else nan
+    burst_result = results.get("burst")
+    chat = results.get("chat")
+    healthz = burst_result.healthz_p99_ms if burst_result else nan
+    chat_added = chat.added_ms if chat else nan
     return (f"overhead_ratio={ratio:.3f} added_ms={added:.1f} "
-            f"poller_ratio_50_to_1={poll_ratio:.2f} lost={lost} mixed={mixed}")
+            f"poller_ratio_50_to_1={poll_ratio:.2f} lost={lost} mixed={mixed} "
+            f"healthz_p99_ms={healthz:.1f} chat_added_ms={chat_added:.1f}")
 
 
 def main() -> int:

@@ -26,6 +26,7 @@ from backend.api import running
 from backend.api.auth import api_who
 from backend.api.errors import ApiError, error_type
 from backend.api.running import Result
+from backend.api.schemas import optional_int
 from backend.chat import (
     DONE,
     KEEP_ALIVE,
@@ -68,6 +69,7 @@ class ChatCall:
     stream: bool
     turn: ChatTurn
     decision: Decision
+    seed: int | None = None     # OpenAI's `seed`: the studio's seed (None: random)
 
 
 async def complete(ctx: StudioContext, http: Request, body: Mapping[str, Any]) -> Response:
@@ -76,6 +78,8 @@ async def complete(ctx: StudioContext, http: Request, body: Mapping[str, Any]) -
     if call.decision.action == "help":
         return _help_answer(call)
     request = request_for(call.decision, call.turn, ctx.registry)
+    if call.seed is not None:
+        request = replace(request, seed=call.seed)
     source = call.turn.source_image if call.decision.action != "generate" else None
     parent = await running.parent_of(ctx, source.data if source else None, who.owner)
     (job,) = running.submit(ctx, [request], who, param_of=_chat_param, parent_id=parent,
@@ -99,6 +103,7 @@ async def read_call(ctx: StudioContext, body: Mapping[str, Any]) -> ChatCall:
         stream = False
     if not isinstance(stream, bool):
         raise ApiError(400, "'stream' must be true or false.", param="stream")
+    seed = optional_int(body.get("seed"), "seed")     # range: the mode's check, as everywhere
     settings = ctx.settings
     try:
         # Base64 images decode here (megabytes): off the event loop.
@@ -127,7 +132,7 @@ async def read_call(ctx: StudioContext, body: Mapping[str, Any]) -> ChatCall:
                 "or WebP.",
                 param=where,
             )
-    return ChatCall(CompletionMeta.new(model), stream, turn, decision)
+    return ChatCall(CompletionMeta.new(model), stream, turn, decision, seed)
 
 
 def chat_model(raw: object, ctx: StudioContext) -> str:
