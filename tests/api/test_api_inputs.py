@@ -170,3 +170,29 @@ def test_n_images_from_the_largest_seed_wrap_instead_of_failing():
     common = parse_common({"n": 3, "seed": MAX_SEED})
     assert [seed_for(common, i) for i in range(3)] == [MAX_SEED, 0, 1]
     assert seed_for(parse_common({"n": 2}), 1) is None
+
+
+def test_the_docs_error_table_agrees_with_the_code():
+    """docs/api.md said a missing node class was 424 while the code answered 502 (issue 10
+    #15): every failure kind's status and code must be a row of the page's table."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| 4") or
+            line.startswith("| 5")]
+    for kind, outcome in FAILURE_STATUS.items():
+        assert any(row.startswith(f"| {outcome.status} |") and f"`{outcome.code}`" in row
+                   for row in rows), (kind, outcome)
+
+
+def test_seeds_out_of_range_are_passed_on_to_be_refused_not_wrapped():
+    from backend.api.schemas import Common, seed_for
+    from backend.limits import MAX_SEED
+
+    def common(seed: int | None) -> Common:
+        return Common(n=2, seed=seed, negative_prompt="", steps=None, cfg=None)
+
+    assert seed_for(common(-1), 0) == -1                 # refused later, like the UI
+    assert seed_for(common(2**64), 1) == 2**64
+    assert seed_for(common(MAX_SEED), 1) == 0            # n > 1 from a valid seed wraps
+    assert seed_for(common(None), 1) is None
