@@ -35,7 +35,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 KIB = 1024
 MIB = 1024 * KIB
-JSON_BYTES = 1 * MIB                 # every JSON route (http_api.MAX_JSON_BYTES is the same)
+JSON_BYTES = 1 * MIB                 # every other /v1 route (JSON bodies)
 FIELDS_BYTES = 1 * MIB               # a form's text fields and multipart framing
 EDIT_IMAGES = 3                      # /v1/images/edits: up to 3 images (api/edits.MAX_IMAGES)…
 EDIT_MASKS = 1                       # …and a mask

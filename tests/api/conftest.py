@@ -18,6 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from backend.library import LibraryConfig
 from backend.settings import Settings
 from tests.fake_comfy import FakeComfy
 from tests.fake_comfy.state import DEFAULT_MODELS
@@ -104,6 +105,8 @@ def studio_settings(fake: FakeComfy, **overrides: Any) -> Settings:
         "poll_interval_s": 0.2,
         "max_upload_bytes": 2 * 1024 * 1024,
         "job_timeout_s": 30.0,
+        # the data folder tests/conftest.py gives this test (an empty env would mean ./data)
+        "library": LibraryConfig.from_env(),
     }
     values.update(overrides)
     return Settings.from_env({}, **values)

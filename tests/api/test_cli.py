@@ -102,3 +102,21 @@ def test_free_when_comfyui_is_down(fake_comfy):
     fake_comfy.stop()
     code, lines = run(["free"], settings)
     assert code == 1 and lines[0].startswith("Could not free VRAM")
+
+
+def test_library_commands_are_wired(studio, tmp_path):
+    """`python app.py library export|import|check` reach backend/library/cli.py."""
+    code, lines = run(["health", "--url", studio.url], studio.settings)   # makes two items
+    assert code == 0, lines
+    code, lines = run(["library", "check"], studio.settings)
+    assert code == 0 and lines, lines
+    target = tmp_path / "library.zip"
+    code, lines = run(["library", "export", str(target)], studio.settings)
+    assert code == 0 and target.stat().st_size > 0, lines
+
+
+def test_app_py_passes_library_to_the_cli():
+    import app
+
+    args = app.parse_args(["library", "export", "x.zip", "--user", "api:1a2b3c4d"])
+    assert args.command == "library" and args.rest == ["export", "x.zip", "--user", "api:1a2b3c4d"]

@@ -224,7 +224,8 @@ async def test_missing_model_file(studio: Studio, fake_comfy: FakeComfy) -> None
 async def test_missing_node_pack(studio: Studio, fake_comfy: FakeComfy) -> None:
     fake_comfy.hide_classes("BiRefNetRMBG")
     failed = (await run(studio, RemoveBackgroundRequest(subject())))[-1]
-    assert isinstance(failed, Failed) and failed.kind == "rejected", failed
+    # "the server lacks something", like a model file (API 424; issue 10 #15)
+    assert isinstance(failed, Failed) and failed.kind == "missing_models", failed
     assert "BiRefNetRMBG" in failed.message and "ComfyUI-RMBG" in failed.message
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.library import LibraryConfig
 from backend.settings import Settings
 from tests.fake_comfy import FakeComfy
 from tests.fake_comfy.state import DEFAULT_MODELS
@@ -79,6 +80,7 @@ def studio(matrix_fake: FakeComfy) -> Iterator[MatrixStudio]:
         {}, comfy_url=matrix_fake.url, api_key=API_KEY, poll_interval_s=0.5,
         max_upload_bytes=MAX_UPLOAD_BYTES, job_timeout_s=30.0,
         max_sampling_pixels=256 * 256,   # the fake's numpy work stays tiny
+        library=LibraryConfig.from_env(),  # tests/conftest.py's data folder, not ./data
     )
     matrix_fake.stop()
     application = app_module.create_app(settings)

@@ -327,3 +327,7 @@ def test_a_method_a_route_does_not_take_is_405(
     assert response.headers["allow"] == allow
     error = response.json()["error"]
     assert error["code"] == "method_not_allowed" and allow in error["message"]
+
+
+def test_head_on_a_probe_route_is_answered(studio: MatrixStudio) -> None:
+    assert httpx.head(studio.url + "/healthz", timeout=30).status_code in (200, 503)

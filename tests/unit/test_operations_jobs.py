@@ -223,7 +223,9 @@ def rejected_model() -> ComfyRejected:
          ["models/diffusion_models/", SETTINGS.models.generate_unet, "STUDIO_MODEL_GENERATE_UNET"]),
         (ComfyRejected("invalid_prompt", error_message="Cannot execute because node "
                        "LanPaint_KSampler does not exist.", error_details="Node ID '#15'"),
-         "rejected", ["LanPaint_KSampler", "LanPaint", "generate.json"]),
+         "missing_models", ["LanPaint_KSampler", "LanPaint", "generate.json"]),   # a pack
+        (ComfyRejected("invalid_prompt", error_message="Some other refusal."),
+         "rejected", ["Some other refusal", "generate.json"]),
         (ComfyExecutionFailed("7", "KSampler", "RuntimeError", "boom"), "execution", ["boom"]),
         (ComfyInterrupted("p1"), "interrupted", ["Stopped."]),
         (ComfyTimeout("p1", 5.0), "timeout", ["5 s"]),
