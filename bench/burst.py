@@ -114,6 +114,13 @@ async def _request(host: str, port: int, method: str, path: str, body: bytes) ->
     return Answer(int(status_line.split()[1]), time.perf_counter() - started, retry)
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def start_studio(comfy_url: str, data_dir: str, env_caps: dict[str, str]
                        ) -> tuple[asyncio.subprocess.Process, int]:
     port = free_port()
@@ -215,8 +222,11 @@ async def run(fake: object = None, requests: int = 1500, rate: float = 500.0,
         with tempfile.TemporaryDirectory(prefix="bench-burst-") as data_dir:
             proc, port = await start_studio(comfy_url, data_dir, caps)
             try:
+                cpu_before = cpu_seconds(proc.pid)
                 answers, health, during, send_s, drain_s, errors = await burst(
                     port, requests, rate)
+                errors["studio CPU ms per request"] = round(
+                    (cpu_seconds(proc.pid) - cpu_before) * 1000 / requests, 2)
             finally:
                 proc.terminate()
                 try:

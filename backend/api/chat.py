@@ -234,6 +234,10 @@ async def _events(ctx: StudioContext, call: ChatCall, job: Job, who: Who) -> Asy
         yield content_event(call.meta, content, [png])
         yield finish_event(call.meta)
         yield DONE
+    except Exception:   # the status is sent already: an error event, never a cut stream
+        log.exception("chat stream failed")
+        yield error_event("Internal error in the studio; see its log.", code="internal")
+        yield DONE
     finally:
         follower.cancel()
         running.stop_unfinished(ctx, [job], who)
