@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from backend.library import LibraryConfig
 from bench.common import Stats, fake_process, serve_app, standalone, studio_settings
 
 PROMPT = "a lighthouse at dawn"
@@ -74,8 +76,14 @@ async def chat_job(http: httpx.AsyncClient, seed: int) -> tuple[bytes, int]:
 
 
 async def run(fake: Any = None, jobs: int = 15, warmup: int = 2) -> ChatOverhead:
+    with tempfile.TemporaryDirectory(prefix="bench-chat-") as data_dir:
+        return await _run(jobs, warmup, LibraryConfig.from_env({"STUDIO_DATA_DIR": data_dir}))
+
+
+async def _run(jobs: int, warmup: int, library: LibraryConfig) -> ChatOverhead:
+    """The library (every result is saved) lives in a temporary folder, not ./data."""
     async with fake_process() as comfy_url:
-        served = await asyncio.to_thread(serve_app, studio_settings(comfy_url))
+        served = await asyncio.to_thread(serve_app, studio_settings(comfy_url, library=library))
         try:
             async with httpx.AsyncClient(base_url=served.url, timeout=120.0) as http:
                 times: dict[str, list[float]] = {"images": [], "chat": []}
@@ -98,7 +106,7 @@ async def run(fake: Any = None, jobs: int = 15, warmup: int = 2) -> ChatOverhead
         finally:
             await asyncio.to_thread(served.close)
     added = statistics.median(c - i for i, c in zip(times["images"], times["chat"], strict=True))
-    steps = await own_steps(comfy_url, last_png)
+    steps = await own_steps(comfy_url, last_png, library)
     result = ChatOverhead(jobs, Stats.of(times["images"]), Stats.of(times["chat"]), added,
                           round(statistics.fmean(sizes["chat"])),
                           round(statistics.fmean(sizes["images"])), steps)
@@ -106,7 +114,8 @@ async def run(fake: Any = None, jobs: int = 15, warmup: int = 2) -> ChatOverhead
     return result
 
 
-async def own_steps(comfy_url: str, picture: bytes, rounds: int = 30) -> dict[str, float]:
+async def own_steps(comfy_url: str, picture: bytes, library: LibraryConfig,
+                    rounds: int = 30) -> dict[str, float]:
     """The work only one route does, timed in process on a result of the runs above: the
     chat's reading and routing, and each route's answer from the finished picture."""
     import io
@@ -121,7 +130,7 @@ async def own_steps(comfy_url: str, picture: bytes, rounds: int = 30) -> dict[st
     from backend.context import build_context
     from backend.events import Finished
 
-    ctx = build_context(studio_settings(comfy_url), env={})
+    ctx = build_context(studio_settings(comfy_url, library=library), env={})
     body = {"model": "qwen-image-chat",
             "messages": [{"role": "user", "content": f"{PROMPT}, {SIZE}x{SIZE}"}]}
     image = Image.open(io.BytesIO(picture)).convert("RGB")
