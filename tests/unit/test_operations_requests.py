@@ -166,10 +166,17 @@ def test_outpaint_pad_limit() -> None:
     assert err.field == "right" and f"between 0 and {SETTINGS.max_outpaint_pad}" in err.message
 
 
-def test_outpaint_result_size_is_bounded() -> None:
-    settings = Settings(max_input_pixels=200_000)
-    err = invalid(OutpaintRequest(Image.new("RGB", (400, 400)), right=400, bottom=400), settings)
-    assert "The result would be 800×800" in err.message
+def test_outpaint_result_size_is_bounded_by_scaling_not_refused() -> None:
+    """A canvas over max_result_pixels is made at a smaller scale (it used to be refused:
+    with phone-sized inputs every extension would have been)."""
+    settings = Settings(max_result_pixels=200_000)
+    request = OutpaintRequest(png(Image.new("RGB", (400, 400))), right=400, bottom=400)
+    prepared = REGISTRY.operation_for(request).prepare(request, settings)
+    geometry = prepared.state.geometry  # type: ignore[attr-defined]
+    width, height = geometry.canvas_full
+    assert width * height <= 200_000 * 1.02 and abs(width - height) <= 16
+    assert any("The result would be 800×800" in note and "at most 0.2 MP" in note
+               for note in prepared.notes)
 
 
 def test_outpaint_prompt_may_be_empty() -> None:
