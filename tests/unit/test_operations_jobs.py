@@ -58,6 +58,8 @@ class ScriptedClient:
         self.calls: list[tuple[dict[str, Any], list[str] | None]] = []
         self.closed = 0
         self.hold: asyncio.Event | None = None  # set → execute waits here after Started
+        self.epoch = 1                # the websocket's (re)connects, as ComfyClient counts them
+        self.server_generation = 0    # ComfyUI restarts seen
         self.preview: bytes | None = None       # the sampler's preview frame (default: gray)
 
     async def upload_image(self, data: bytes, **_: Any) -> ImageRef:
