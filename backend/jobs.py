@@ -60,6 +60,7 @@ from backend.modes import REGISTRY, ModeRegistry, ModeSpec
 from backend.operations.base import Prepared
 from backend.operations.families import ModelFamily
 from backend.operations.images import decode_output
+from backend.operations.memory import return_large_buffers_to_the_os
 from backend.progress import ProgressTracker
 from backend.requests import InvalidRequest, RequestBase
 from backend.scheduler import QueueFull, Scheduler, SchedulerConfig, Turn
@@ -198,8 +199,10 @@ class Studio:
         # Jobs wait here for their turn, grouped by model if settings.scheduling says so.
         self.scheduler = Scheduler(SchedulerConfig.from_settings(settings))
         # Full-resolution composites (Operation.assembles_full_size), one at a time: with the
-        # turn (one prepare per server) this bounds what large inputs cost the process.
+        # turn (one prepare per server) this bounds what large inputs cost the process; and
+        # their freed buffers go back to the OS (backend/operations/memory.py).
         self._full_size = asyncio.Semaphore(1)
+        return_large_buffers_to_the_os()
 
     @property
     def last_mode(self) -> str | None:
