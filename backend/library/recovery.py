@@ -145,7 +145,9 @@ def _verify_unsynced(conn: sqlite3.Connection,
         if item is None:
             continue
         folder = item.result.parent
-        if folder.is_dir() and _whole(folder):
+        if not folder.is_dir():
+            continue    # a delete in progress (.trash-…) or gone: the rules below apply
+        if _whole(folder):
             files.sync_item_folder(folder)
             verified += 1
             continue
@@ -153,8 +155,7 @@ def _verify_unsynced(conn: sqlite3.Connection,
                     "row removed", item_id)
         db.delete_rows(conn, [item_id], owner=None)
         removed.append(item_id)
-        if folder.is_dir():
-            aside.append(files.set_aside(data_dir, folder))
+        aside.append(files.set_aside(data_dir, folder))
     db.mark_synced(conn, ids)
     return removed, aside, verified
 
