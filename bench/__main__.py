@@ -24,7 +24,7 @@ from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from bench import overhead, poller, progress_latency, sessions, surfaces  # noqa: E402
+from bench import memory, overhead, poller, progress_latency, sessions, surfaces  # noqa: E402
 from bench.common import load_average, machine_lines, quiet_logs  # noqa: E402
 from tests.fake_comfy import FakeComfy  # noqa: E402
 
@@ -63,6 +63,8 @@ SECTIONS: list[tuple[str, str, Section]] = [
     ("poller", "(d) sidebar poller: ComfyUI requests/s, 1 vs 50 open pages", poller.run),
     ("sessions", "(e) 16 concurrent sessions through one studio", sessions.run),
     ("scheduling", "(f) mode-aware scheduling (bench/scheduling.py)", scheduling_section),
+    ("memory", "(h) peak RSS: concurrent 40 MP inpaint / multi-ref jobs (bench/memory.py)",
+     memory.run),
 ]
 
 
