@@ -1,5 +1,6 @@
 """The events of one job (`studio.run(request)`): small immutable values, in this order:
-Queued → Started → (Progress | Preview)* → Finished | Failed. Errors are events too.
+Queued → Started → (Progress | Preview | ModelsLoaded)* → Finished | Failed. Errors are
+events too. (ModelsLoaded comes at most once per submission, when the loaders are done.)
 
 Re-exported by `backend.jobs`, where callers import them from.
 """
@@ -41,10 +42,23 @@ class Queued:
 
 @dataclass(frozen=True)
 class Started:
-    """ComfyUI began this job; `loading_models` when its diffusion model differs from the
-    previous job's on this server (expect 5-10 s of model loading)."""
+    """ComfyUI began this job; `loading_models` when its diffusion model differs from what the
+    studio believes this server holds (the last job that got past its model loaders; nothing
+    after a restart or a reconnect): expect 5-10 s of model loading."""
 
     loading_models: bool
+
+
+@dataclass(frozen=True)
+class ModelsLoaded:
+    """The job got past its model loaders (ComfyUI ran them, or had them cached): ComfyUI now
+    holds its models. `family` and `model` name them for people; `swapped` when that replaced
+    what the studio believed was loaded (or nothing was): the swaps metric counts these, so a
+    job that fails before its loaders counts no swap and changes nothing."""
+
+    family: str
+    model: str | None
+    swapped: bool
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,7 @@ class Failed:
     field: str | None = None
 
 
-JobEvent = Queued | Started | Progress | Preview | Finished | Failed
+JobEvent = Queued | Started | Progress | Preview | Finished | Failed | ModelsLoaded
 # A job's events; closing the stream early (aclose) cancels the job in ComfyUI.
 JobStream = AsyncGenerator[JobEvent, None]
 # How a job ended for an observer: its last event, or "abandoned" (closed or crashed first).

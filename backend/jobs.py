@@ -47,6 +47,7 @@ from backend.events import (
     JobInfo,
     JobObserver,
     JobStream,
+    ModelsLoaded,
     Outcome,
     Preview,
     Progress,
@@ -57,7 +58,9 @@ from backend.events import (
 from backend.failures import from_comfy_error
 from backend.modes import REGISTRY, ModeRegistry, ModeSpec
 from backend.operations.base import Prepared
+from backend.operations.families import ModelFamily
 from backend.operations.images import decode_output
+from backend.operations.memory import return_large_buffers_to_the_os
 from backend.progress import ProgressTracker
 from backend.requests import InvalidRequest, RequestBase
 from backend.scheduler import QueueFull, Scheduler, SchedulerConfig, Turn
@@ -72,6 +75,8 @@ __all__ = [
     "Failed",
     "Finished",
     "JobEvent",
+    "LoadedModels",
+    "ModelsLoaded",
     "Preview",
     "Progress",
     "Queued",
@@ -102,6 +107,12 @@ class ComfyJobs(Protocol):
 
     async def view(self, ref: ImageRef) -> bytes: ...
 
+    @property
+    def epoch(self) -> int: ...              # grows on every websocket (re)connect
+
+    @property
+    def server_generation(self) -> int: ...  # grows when ComfyUI restarted
+
 
 @asynccontextmanager
 async def _closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
@@ -120,6 +131,13 @@ class _Run:
     mode: str
     model: str | None
     loading_models: bool
+    family: ModelFamily | None = None
+    shown: str | None = None                     # what it loads, in words (family.shown)
+    loaders: frozenset[str] = frozenset()        # node ids of the family's loader roles
+    done_nodes: set[str] = field(default_factory=set)   # ran (or cached) and finished
+    cached_nodes: set[str] = field(default_factory=set)
+    current_node: str | None = None
+    loaded: ModelsLoaded | None = None           # set once the loaders are done
     tracker: ProgressTracker | None = None
     announced: bool = False
     prompt_id: str | None = None
@@ -146,6 +164,16 @@ class Admission:
     since: float
 
 
+@dataclass(frozen=True)
+class LoadedModels:
+    """What the studio believes ComfyUI holds: what the last job that got past its model
+    loaders loaded. `model` names it for people (a UNet file, or e.g. BiRefNet's name)."""
+
+    mode: str
+    family: str
+    model: str | None
+
+
 class Studio:
     def __init__(
         self,
@@ -160,16 +188,48 @@ class Studio:
         self.library = library
         self.registry = registry
         self.observers = tuple(observers)
-        # What ComfyUI ran last for us (the monitor shows it; Started.loading_models uses it):
-        # the mode, and the diffusion model file it loaded (None: none yet, or freed).
-        self.last_mode: str | None = None
+        # What ComfyUI holds for us, as far as the studio knows. Only a job that got past its
+        # model loaders changes it (a failed load is not a loaded model); a restart, a
+        # reconnect or POST /free clears it. `loaded` is what the monitor shows; `loaded_file`
+        # the diffusion model (Started.loading_models compares with it): background removal
+        # loads a small model next to it and leaves it there.
+        self.loaded: LoadedModels | None = None
         self.loaded_file: str | None = None
+        self._seen_server: tuple[int, int] | None = None   # (epoch, generation) of `loaded`
         # Jobs wait here for their turn, grouped by model if settings.scheduling says so.
         self.scheduler = Scheduler(SchedulerConfig.from_settings(settings))
+        # Full-resolution composites (Operation.assembles_full_size), one at a time: with the
+        # turn (one prepare per server) this bounds what large inputs cost the process; and
+        # their freed buffers go back to the OS (backend/operations/memory.py).
+        self._full_size = asyncio.Semaphore(1)
+        return_large_buffers_to_the_os()
+
+    @property
+    def last_mode(self) -> str | None:
+        """The mode of the last job that got past its model loaders (None: none, or forgotten)."""
+        return self.loaded.mode if self.loaded is not None else None
 
     def forget_loaded(self) -> None:
-        """ComfyUI unloaded its models (POST /free): the next job loads again."""
-        self.last_mode = self.loaded_file = None
+        """ComfyUI holds nothing of ours any more (POST /free, a restart, a reconnect): the
+        next job loads again, and says so; the line stops grouping by the old model."""
+        self.loaded = None
+        self.loaded_file = None
+        self._seen_server = None
+        for server in self.scheduler.servers():
+            self.scheduler.forget_loaded(server)
+
+    def notice_server_changes(self) -> bool:
+        """Forget what was loaded when the client saw ComfyUI reconnect or restart since that
+        belief was formed (client.epoch, client.server_generation). A reconnect may be a
+        restart the studio cannot tell apart: it assumes cold. True when it forgot."""
+        if self._seen_server is None:
+            return False
+        if (self.client.epoch, self.client.server_generation) == self._seen_server:
+            return False
+        log.info("ComfyUI reconnected or restarted: forgetting that %s was loaded",
+                 self.loaded.model if self.loaded is not None else "a model")
+        self.forget_loaded()
+        return True
 
     def admit(self, request: RequestBase, *, owner: str = "") -> Admission:
         """Check the request cheaply and take a place in the studio's line for `owner`.
@@ -270,7 +330,7 @@ class Studio:
             return
         retry_request, retried = smaller
         note = (
-            f"Out of GPU memory at {_size(prepared.work_size)}; "
+            f"Out of memory at {_size(prepared.work_size)}; "
             f"retried once at {_size(retried.work_size)}."
         )
         log.info("%s: %s", prepared.mode, note)
@@ -335,7 +395,9 @@ class Studio:
         """One submission on the turn just given (released): upload, bind, run, assemble."""
         op = spec.operation
         model = prepared.diffusion_model
-        run = _Run(prepared.mode, model, model is not None and model != self.loaded_file)
+        self.notice_server_changes()
+        run = _Run(prepared.mode, model, model is not None and model != self.loaded_file,
+                   spec.family, spec.family.shown_model(request, self.settings))
         run.timings.update(extra_timings or {})
         try:
             template: Template = self.library.get(
@@ -348,6 +410,10 @@ class Studio:
             }
             run.timings["upload_s"] = time.monotonic() - upload_start
             graph = bind(template, prepared.bindings(template.roles, files), nonce=new_nonce())
+            run.loaders = frozenset(
+                node for role in spec.family.loaders for node in template.nodes_with(role)
+                if node in graph
+            )
         except TemplateError as exc:
             yield Failed(exc.message, exc.detail, "rejected")
             return
@@ -393,7 +459,11 @@ class Studio:
             )
             return
         try:
-            result = await asyncio.to_thread(op.assemble, prepared, outputs)
+            if op.assembles_full_size:
+                async with self._full_size:
+                    result = await asyncio.to_thread(op.assemble, prepared, outputs)
+            else:
+                result = await asyncio.to_thread(op.assemble, prepared, outputs)
         except ValueError as exc:  # e.g. a template whose #mask_output saved nothing
             yield Failed(f"The result could not be assembled: {exc}.", repr(exc), "execution")
             return
@@ -405,7 +475,7 @@ class Studio:
             workflow=graph,
             mode=prepared.mode,
             extras=result.extras,
-            models_loaded=run.loading_models,
+            models_loaded=run.loaded.swapped if run.loaded is not None else run.loading_models,
             notes=prepared.notes + notes,
             prompt_id=run.prompt_id,
         )
@@ -433,9 +503,21 @@ class Studio:
                     if started:
                         yield started
                 elif isinstance(item, ExecutionCached) and item.nodes:
+                    run.done_nodes.update(item.nodes)
+                    run.cached_nodes.update(item.nodes)
                     yield tracker.cached(item.nodes)
+                    loaded = self._past_loaders(run)
+                    if loaded:
+                        yield loaded
                 elif isinstance(item, Executing) and item.node is not None:
+                    # ComfyUI runs one node at a time: the one before this one finished.
+                    if run.current_node is not None:
+                        run.done_nodes.add(run.current_node)
+                    run.current_node = item.node
                     yield tracker.executing(item.node)
+                    loaded = self._past_loaders(run)
+                    if loaded:
+                        yield loaded
                 elif isinstance(item, ProgressMessage):
                     yield tracker.progress(item.node, item.value, item.max)
                 elif isinstance(item, PreviewImage):
@@ -454,16 +536,43 @@ class Studio:
                     since = run.started_at if run.started_at is not None else run.queued_at
                     run.timings["run_s"] += time.monotonic() - since
                     run.done = item
+                    # Success: what ran finished (a whole graph: every loader, even when the
+                    # messages were missed and the result came from /history).
+                    if run.current_node is not None:
+                        run.done_nodes.add(run.current_node)
+                        run.current_node = None
+                    if targets is None:
+                        run.done_nodes.update(run.loaders)
+                    loaded = self._past_loaders(run)
+                    if loaded:
+                        yield loaded
 
     def _announce(self, run: _Run) -> Started | None:
-        """The job's one Started event; records what this server now has loaded."""
+        """The job's one Started event."""
         if run.announced:
             return None
         run.announced = True
-        self.last_mode = run.mode
+        return Started(run.loading_models)
+
+    def _past_loaders(self, run: _Run) -> ModelsLoaded | None:
+        """Once per attempt, when every loader node of the job's family has finished (ran or
+        was cached): record what ComfyUI now holds, and say so. A job that fails before (in
+        VAELoader, say) changes nothing and counts no swap."""
+        if run.loaded is not None or run.family is None or not run.loaders:
+            return None
+        if not run.loaders <= run.done_nodes:
+            return None
+        self.notice_server_changes()
+        # Loaders ComfyUI served from its cache loaded nothing: their models were still there
+        # (after a reconnect that was no restart, say).
+        swapped = (run.model is not None and run.model != self.loaded_file
+                   and not run.loaders <= run.cached_nodes)
+        run.loaded = ModelsLoaded(run.family.name, run.shown, swapped)
+        self.loaded = LoadedModels(run.mode, run.family.name, run.shown)
         if run.model is not None:
             self.loaded_file = run.model
-        return Started(run.loading_models)
+        self._seen_server = (self.client.epoch, self.client.server_generation)
+        return run.loaded
 
     async def _fetch(self, done: PromptDone | None, node_id: str) -> list[Image.Image]:
         """The images one known output node saved (never "the first image in history")."""

@@ -79,3 +79,24 @@ HEIGHT = IntKnob("Height", 256, 2048, GRID)
 BATCH = IntKnob("n", 1, 4)               # images per API call
 REFERENCES = IntKnob("References", 1, 3)  # images a multi-reference edit takes
 REGION_CHARS = 300                        # words naming a region, at most
+
+# Pictures: what an upload may be (a decompression bomb is over it) and how large a
+# full-resolution result gets (inpaint, outpaint, region edit, background removal keep the
+# input's size up to this; a larger input is scaled down on load, and the job says so).
+# Settings carry them (STUDIO_MAX_INPUT_PIXELS, STUDIO_MAX_RESULT_PIXELS).
+MAX_INPUT_PIXELS = 200_000_000
+MAX_RESULT_PIXELS = 40_000_000
+
+KIB, MIB = 1024, 1024 * 1024
+
+
+def describe_bytes(size: int) -> str:
+    """Bytes as README writes them: "25 MB" for 25 × 1024², "1.5 MB", "64 KB"."""
+    if size >= MIB:
+        value, unit = size / MIB, "MB"
+    elif size >= KIB:
+        value, unit = size / KIB, "KB"
+    else:
+        return f"{size} bytes"
+    shown = f"{value:.0f}" if value == int(value) or value >= 100 else f"{value:.1f}"
+    return f"{shown} {unit}"

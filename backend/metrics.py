@@ -16,7 +16,7 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from backend.events import Failed, Finished, JobEvent, JobInfo, Outcome, Started, Surface
+from backend.events import Failed, Finished, JobEvent, JobInfo, ModelsLoaded, Outcome, Surface
 from backend.monitor import MonitorSnapshot
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class StudioMetrics:
         )
         self.swaps = Counter(
             "studio_model_swaps",
-            "Jobs that had to load models first (Started.loading_models)",
+            "Jobs that loaded another diffusion model (ModelsLoaded.swapped: past the loaders)",
             ["mode"],
             registry=r,
         )
@@ -74,7 +74,7 @@ class StudioMetrics:
         self.in_progress.labels(job.surface).inc()
 
     def job_event(self, job: JobInfo, event: JobEvent) -> None:
-        if isinstance(event, Started) and event.loading_models:
+        if isinstance(event, ModelsLoaded) and event.swapped:
             self.swaps.labels(job.mode).inc()
         elif isinstance(event, Finished):
             self.finished.labels(job.mode, job.surface).inc()

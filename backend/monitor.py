@@ -7,6 +7,12 @@ files each mode needs vs what the server has) is re-checked every ~30 s and righ
 comes back (backend/preflight.py). Error texts never contain ComfyUI's URL: they end up in the
 browser (backend/redaction.py). The modes are the registry's, read at every poll, so a mode
 registered at runtime shows up on the next one.
+
+Truth over hope: while ComfyUI does not answer, every mode's readiness is unknown (None), and
+the studio forgets what it believed was loaded (so does a reconnect or a restart the client
+notices: `Studio.notice_server_changes`). On a CPU device (ComfyUI's `--cpu`) the memory is
+RAM: every sentence says so (`MEMORY_WORDS`), and what ComfyUI holds is not read from the
+device figures (torch's are the whole machine's RAM there).
 """
 
 from __future__ import annotations
@@ -57,6 +63,20 @@ class StatusClient(Protocol):
 
 
 @dataclass(frozen=True)
+class MemoryWords:
+    """How every sentence names the device's memory: one place for the fit estimate's
+    wording, the Free button's answers and the UI's labels (`MonitorSnapshot.memory`)."""
+
+    memory: str        # "VRAM" on a GPU, "RAM" on a CPU device
+    where: str         # "on the GPU" / "on this machine"
+
+
+GPU_WORDS = MemoryWords("VRAM", "on the GPU")
+CPU_WORDS = MemoryWords("RAM", "on this machine")
+MEMORY_WORDS = {"VRAM": GPU_WORDS, "RAM": CPU_WORDS}
+
+
+@dataclass(frozen=True)
 class ModeStatus:
     mode: str
     ready: bool | None            # None: not checked yet (or ComfyUI offline)
@@ -82,17 +102,22 @@ class MonitorSnapshot:
     checked_at: float | None = None          # time.time() of the poll; None before the first
     websocket_connected: bool = False
     device_name: str | None = None
+    # What the device's memory is called ("VRAM", or "RAM" on a CPU device, where vram_* are
+    # the machine's RAM as ComfyUI reports it): label meters and buttons with it.
+    memory: str = "VRAM"
     vram_total: int | None = None            # bytes
     vram_free: int | None = None
-    comfy_vram_held: int | None = None       # in use by ComfyUI's torch (reclaimable)
+    comfy_vram_held: int | None = None       # in use by ComfyUI's torch (reclaimable; None
+                                             # when unknown, e.g. on a CPU device)
     ram_total: int | None = None
     ram_free: int | None = None
     queue_running: tuple[str, ...] = ()
     queue_pending: tuple[str, ...] = ()
     studio_waiting: int = 0                  # jobs held in the studio's own queue (scheduler)
     last_mode: str | None = None
-    loaded_file: str | None = None           # the diffusion model file ComfyUI last loaded
-    loaded_family: str | None = None         # the model family of the last mode
+    loaded_file: str | None = None           # what the last job past its loaders loaded (a
+                                             # UNet file, or e.g. BiRefNet's name)
+    loaded_family: str | None = None         # its model family ("edit model", …)
     swap_cost_s: tuple[float, float] = SWAP_COST_S
     modes: Mapping[str, ModeStatus] = field(default_factory=dict)
 
@@ -148,12 +173,14 @@ class Monitor:
     async def free_vram(self) -> str:
         """POST /free (unload models, free memory), then refresh; a sentence for the UI."""
         before = self._snap.vram_free
+        words = MEMORY_WORDS[self._snap.memory]
         try:
             async with asyncio.timeout(POLL_TIMEOUT_S):
                 await self._client.free()
         except Exception as exc:  # a sentence, never an exception, for the button
-            log.warning("free VRAM failed: %s", exc)
-            return "Could not free VRAM: " + offline_message(exc, self._settings.comfy_url)
+            log.warning("free %s failed: %s", words.memory, exc)
+            return f"Could not free {words.memory}: " + offline_message(
+                exc, self._settings.comfy_url)
         # ComfyUI holds no model now: the next job loads one (Started.loading_models, swaps).
         if self._studio is not None:
             self._studio.forget_loaded()
@@ -161,7 +188,7 @@ class Monitor:
         if before is None or snap.vram_free is None:
             return "Asked ComfyUI to unload its models and free memory."
         freed = max(0, snap.vram_free - before)
-        free_now = f"{snap.vram_free / GB:.1f} GB free now"
+        free_now = f"{snap.vram_free / GB:.1f} GB {MEMORY_WORDS[snap.memory].memory} free now"
         if freed < GB / 10:
             return f"Nothing to free: no model was loaded ({free_now})."
         return f"Freed {freed / GB:.1f} GB ({free_now})."
@@ -221,6 +248,9 @@ class Monitor:
             except Exception as exc:
                 if was_online or self._snap.checked_at is None:
                     log.warning("ComfyUI went offline: %s", exc)
+                # Down, killed or restarting: whatever it held may be gone.
+                if self._studio is not None:
+                    self._studio.forget_loaded()
                 self._snap = replace(
                     self._snap,
                     online=False,
@@ -239,7 +269,10 @@ class Monitor:
             # should see it connected as soon as ComfyUI answers.
             if not self._client.connected:
                 self._client.open_socket()
+            if self._studio is not None:
+                self._studio.notice_server_changes()
             device = stats.devices[0] if stats.devices else None
+            on_cpu = device is not None and device.type == "cpu"
             snap = MonitorSnapshot(
                 online=True,
                 error=None,
@@ -247,9 +280,11 @@ class Monitor:
                 checked_at=time.time(),
                 websocket_connected=self._client.connected,
                 device_name=device.name if device else None,
+                memory=(CPU_WORDS if on_cpu else GPU_WORDS).memory,
                 vram_total=device.vram_total if device else None,
                 vram_free=device.vram_free if device else None,
-                comfy_vram_held=device.torch_vram_held if device else None,
+                # On a CPU device torch's figures are the machine's whole RAM, not ComfyUI's.
+                comfy_vram_held=device.torch_vram_held if device and not on_cpu else None,
                 ram_total=stats.ram_total,
                 ram_free=stats.ram_free,
                 queue_running=tuple(i.prompt_id for i in queue.running),
@@ -281,8 +316,9 @@ class Monitor:
         last = self._last_run()
         out = {}
         for spec in self._registry:
-            # Offline: keep the last known answer (None until the first check).
-            known = self._readiness.get(spec.name)
+            # Offline: unknown (None), as before the first check; the last answer returns
+            # with ComfyUI only after a fresh check (done as it comes back).
+            known = self._readiness.get(spec.name) if snap.online else None
             ready = known.ready if known is not None else None
             missing = known.message if known is not None else ""
             out[spec.name] = self._mode_status(spec, ready, missing, snap, last)
@@ -298,15 +334,17 @@ class Monitor:
     ) -> ModeStatus:
         peak = spec.peak_vram(self._settings)
         fits, note = estimate_fit(
-            spec.family.name, peak, snap.vram_free, last, held_bytes=snap.comfy_vram_held
+            spec.family.name, peak, snap.vram_free, last, held_bytes=snap.comfy_vram_held,
+            words=MEMORY_WORDS[snap.memory],
         )
         return ModeStatus(spec.name, ready, missing, peak, fits, note)
 
     # -- what the studio ran last -------------------------------------------------------------
     def _last_run(self) -> LastRun | None:
-        mode = self._studio.last_mode if self._studio is not None else None
-        if mode is None:
+        loaded = self._studio.loaded if self._studio is not None else None
+        if loaded is None:
             return None
+        mode = loaded.mode
         spec = self._registry.find(mode)
         if spec is None:   # unregistered since it ran: no family, no peak of its own
             return LastRun(None, 0.0)
@@ -315,12 +353,11 @@ class Monitor:
     def _current(self, snap: MonitorSnapshot) -> MonitorSnapshot:
         """The snapshot with what the studio holds right now (cheap: no poll)."""
         studio = self._studio
-        last = studio.last_mode if studio is not None else None
-        spec = self._registry.find(last)
+        loaded = studio.loaded if studio is not None else None
         state = (
-            last,
-            studio.loaded_file if studio is not None else None,
-            spec.family.name if spec is not None else None,
+            loaded.mode if loaded is not None else None,
+            loaded.model if loaded is not None else None,
+            loaded.family if loaded is not None else None,
             studio.scheduler.waiting_count if studio is not None else 0,
         )
         if state == (snap.last_mode, snap.loaded_file, snap.loaded_family, snap.studio_waiting):
@@ -338,17 +375,21 @@ def estimate_fit(
     vram_free: int | None,
     last: LastRun | None,
     held_bytes: int | None = None,
+    words: MemoryWords = GPU_WORDS,
 ) -> tuple[bool | None, str]:
-    """Will a mode of `family` with this peak fit? Free VRAM plus what ComfyUI itself holds.
+    """Will a mode of `family` with this peak fit? Free memory plus what ComfyUI itself holds.
 
     ComfyUI unloads (or reuses) the models it holds when another mode needs the memory, so
     what its torch holds (`torch_vram_total - torch_vram_free` in /system_stats: the unused
-    reserve is already part of `vram_free`) counts as available;
-    when the server does not report it, the last mode's peak stands in. Other services on a
-    shared GPU are what the free figure already excludes.
+    reserve is already part of `vram_free`) counts as available; when the server does not
+    report it (or on a CPU device, where those figures are the whole machine's), the peak of
+    what the studio believes is loaded stands in, and nothing when nothing is. Other services
+    on a shared device are what the free figure already excludes. Every sentence about fit
+    is worded here (`words`: VRAM on a GPU, RAM on a CPU device).
     """
+    memory = words.memory
     if vram_free is None:
-        return None, f"needs ~{peak_gb:.0f} GB; free VRAM unknown"
+        return None, f"needs ~{peak_gb:.0f} GB; free {memory} unknown"
     free_gb = vram_free / GB
     if held_bytes is not None:
         held_gb = held_bytes / GB
@@ -360,11 +401,11 @@ def estimate_fit(
         note = f"needs ~{peak_gb:.0f} GB; the {family} is already loaded"
     elif last is not None:
         note = (
-            f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB free + ~{held_gb:.0f} GB ComfyUI frees "
-            "by unloading what it holds (a model swap costs 5-10 s)"
+            f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB {memory} free + ~{held_gb:.0f} GB "
+            "ComfyUI frees by unloading what it holds (a model swap costs 5-10 s)"
         )
     else:
-        note = f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB free"
+        note = f"needs ~{peak_gb:.0f} GB; {free_gb:.1f} GB {memory} free"
     if not fits:
-        note += " — may run out of memory: lower the resolution or free VRAM on the GPU"
+        note += f" — may run out of memory: lower the resolution or free {memory} {words.where}"
     return fits, note

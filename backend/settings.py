@@ -64,8 +64,11 @@ class Settings:
     # Generation sizes and the edit model's working resolution (~1 MP like the templates).
     max_generate_pixels: int = 1664 * 1664
     max_sampling_pixels: int = 1024 * 1024
-    # Decoding limit against decompression bombs, and the largest accepted upload.
-    max_input_pixels: int = 40_000_000
+    # Decoding limit against decompression bombs (phone cameras make up to 200 MP), the size
+    # a full-resolution result is capped at (larger inputs are scaled down on load), and the
+    # largest accepted upload.
+    max_input_pixels: int = limits.MAX_INPUT_PIXELS
+    max_result_pixels: int = limits.MAX_RESULT_PIXELS
     max_upload_bytes: int = 25 * 1024 * 1024
     max_outpaint_pad: int = limits.PAD.high
     job_timeout_s: float = 900.0
@@ -147,6 +150,7 @@ class Settings:
                 env.get("STUDIO_MAX_SAMPLING_PIXELS", base.max_sampling_pixels)
             ),
             max_input_pixels=int(env.get("STUDIO_MAX_INPUT_PIXELS", base.max_input_pixels)),
+            max_result_pixels=int(env.get("STUDIO_MAX_RESULT_PIXELS", base.max_result_pixels)),
             max_upload_bytes=int(env.get("STUDIO_MAX_UPLOAD_BYTES", base.max_upload_bytes)),
             max_outpaint_pad=int(env.get("STUDIO_MAX_OUTPAINT_PAD", base.max_outpaint_pad)),
             job_timeout_s=float(env.get("STUDIO_JOB_TIMEOUT_S", base.job_timeout_s)),

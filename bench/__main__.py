@@ -28,6 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from bench import (  # noqa: E402
     burst,
     chat_overhead,
+    memory,
     overhead,
     poller,
     progress_latency,
@@ -74,6 +75,8 @@ SECTIONS: list[tuple[str, str, Section]] = [
     ("scheduling", "(f) mode-aware scheduling (bench/scheduling.py)", scheduling_section),
     ("burst", "(g) a burst: 1,500 requests at 500/s to /v1/images/generations", burst.run),
     ("chat", "(h) chat's added time over /v1/images/generations", chat_overhead.run),
+    ("memory", "(i) peak RSS: concurrent 40 MP inpaint / multi-ref jobs (bench/memory.py)",
+     memory.run),
 ]
 
 

@@ -9,7 +9,9 @@ Saving: a 1024² result that compresses like a real one (gradients, texture and 
 `library.save()` through the async API, in a library that already holds 10,000 items. The
 PNG and the thumbnail are encoded today already (ui/history.py's ResultStore writes both, and
 re-encodes each input as a PNG, which the library does not), so what the library ADDS to a
-job is the rest: the fsynced writes, the rename and the commit.
+job is the rest: the writes, the rename and the commit. The fsyncs run afterwards on the
+library's sync thread (timed on their own, and the old fsync-before-rename step for
+comparison).
 
 Listing and search: 10,000 items of one owner (plus 1,000 of another) with prompts drawn
 from a 2,000-word vocabulary, through `library.page()` (includes the hop to the reader thread).
@@ -18,15 +20,15 @@ from a 2,000-word vocabulary, through `library.page()` (includes the hop to the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import io
+import os
 import random
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,16 +208,18 @@ async def run(fake: object = None) -> LibraryBench:
     return result
 
 
-@contextlib.contextmanager
-def unsynced() -> Iterator[None]:
-    """files.py without its fsyncs, to show what they cost (never used outside the bench)."""
-    real = files.sync_files, files.fsync_dir
-    files.sync_files = lambda paths: None
-    files.fsync_dir = lambda path: None
-    try:
-        yield
-    finally:
-        files.sync_files, files.fsync_dir = real
+def fsynced_write(folder: Path, blobs: tuple[tuple[str, bytes], ...]) -> None:
+    """The save's file step as it was before the sync moved off the job's path: every file
+    and the folder fsynced before the rename, the month folder after (for the comparison)."""
+    month = folder.parent
+    partial = month / f"{files.PARTIAL_PREFIX}bench-{folder.name}"
+    partial.mkdir()
+    for name, data in blobs:
+        files.write_file(partial / name, data)
+    files.sync_files([partial / name for name, _ in blobs])
+    files.fsync_dir(partial)
+    os.rename(partial, folder)
+    files.fsync_dir(month)
 
 
 async def measure_save(library: Library, result: LibraryBench) -> None:
@@ -241,9 +245,10 @@ async def measure_save(library: Library, result: LibraryBench) -> None:
         store.save_thumb(image)
 
     names = ("png encode (paid today too)", "thumbnail (paid today too)",
-             "files: write, fsync, rename", "db commit (insert_item)",
+             "files: write, rename", "db commit (insert_item)",
              "ADDED: files + db commit", "library.save() total", "today's ResultStore, same job",
-             "(files without fsync, reference)")
+             "background fsync (off the job's path)",
+             "(before: files fsynced, then renamed)")
     parts: dict[str, list[float]] = {k: [] for k in names}
     conn = db.connect(library.db_path)
     store = ResultStore(library.data_dir.parent / "today")
@@ -261,22 +266,24 @@ async def measure_save(library: Library, result: LibraryBench) -> None:
         t3 = time.perf_counter()
         files.write_item_folder(encoded.folder, encoded.blobs)
         t4 = time.perf_counter()
-        db.insert_item(conn, encoded.item, library.data_dir)
+        db.insert_item(conn, encoded.item, library.data_dir, synced=False)
         t5 = time.perf_counter()
+        files.sync_item_folder(encoded.folder)      # what the sync thread does afterwards
+        t5b = time.perf_counter()
         await library.save(new())
         t6 = time.perf_counter()
         today(store)
         t7 = time.perf_counter()
-        no_sync = encode_new_item(new(), new_id(), created,
-                                  files.item_folder(library.data_dir, new_id(), created))
-        with unsynced():
-            t8 = time.perf_counter()
-            files.write_item_folder(no_sync.folder, no_sync.blobs)
-            t9 = time.perf_counter()
+        before_id = new_id()
+        before = encode_new_item(new(), before_id, created,
+                                 files.item_folder(library.data_dir, before_id, created))
+        t8 = time.perf_counter()
+        fsynced_write(before.folder, before.blobs)
+        t9 = time.perf_counter()
         if n == 0:
             continue        # warm-up round: first-touch costs (imports, page cache)
-        for name, ms in zip(names, (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t5 - t3, t6 - t5,
-                                    t7 - t6, t9 - t8), strict=True):
+        for name, ms in zip(names, (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t5 - t3, t6 - t5b,
+                                    t7 - t6, t5b - t5, t9 - t8), strict=True):
             parts[name].append(ms * 1000)
     conn.close()
     result.parts = {k: Stats.of(v) for k, v in parts.items()}

@@ -2,19 +2,22 @@
 
 The model picks the mode; the route's default model ("qwen-image-edit") also picks a mode
 that shares it (`ApiSpec.shares_default`) when what was sent fits that mode better: a mask
-picks the mode that takes one, several images the mode that takes several. Images are decoded
-here, once, with the studio's safe decoder, so the mask can be checked against the image
-before anything reaches ComfyUI; each mode then turns the form into its request
-(`ApiSpec.build`).
+picks the mode that takes one, several images the mode that takes several. Images are checked
+here from their headers only (format, size, a PNG's chunks), so the mask can be checked
+against the image before anything reaches ComfyUI without decoding either: a request holds
+the bytes it was sent until its job's turn (issue 9). Only an OpenAI mask with transparency
+is decoded here, to turn it into the studio's convention, one at a time; each mode then turns
+the form into its request (`ApiSpec.build`).
 """
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -34,7 +37,8 @@ from backend.api.schemas import (
     text,
 )
 from backend.modes import ApiInput, ApiRoute, InputKind, ModeRegistry, ModeSpec
-from backend.operations.images import decode_image
+from backend.operations.images import ImageHeader, decode_image, read_header
+from backend.operations.masks import threshold
 from backend.requests import InvalidRequest, RequestBase
 from backend.settings import Settings
 
@@ -43,6 +47,9 @@ MASK_FIELDS = ("mask", "mask[]")
 # Request fields of the operations that the API calls by another name.
 PARAM_NAMES = {"width": "size", "height": "size", "images": "image", "image1": "image"}
 Spec = ModeSpec[RequestBase]
+# An OpenAI mask with transparency is decoded at full size to convert it: one at a time, so a
+# burst of requests cannot decode a dozen 40 MP masks at once.
+_MASK_DECODES = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -150,37 +157,55 @@ def _form_problem(detail: str) -> ApiError:
     )
 
 
-def openai_mask(data: bytes, size: tuple[int, int], settings: Settings) -> Image.Image:
-    """OpenAI semantics → the studio's L mask (255 = change).
+def openai_mask(data: bytes, size: tuple[int, int], settings: Settings) -> bytes:
+    """OpenAI semantics → the studio's mask (white = change), as PNG bytes to keep while the
+    job waits.
 
-    With an alpha channel, fully transparent pixels are the ones to edit (OpenAI's rule).
-    Without one, the mask is read as a black/white picture where white = change.
+    With an alpha channel, fully transparent pixels are the ones to edit (OpenAI's rule): the
+    mask is decoded and converted (a 1-bit PNG: a few KB). Without one, it is read as a
+    black/white picture where white = change, which is the studio's own rule: the bytes are
+    kept as sent, once the check that it marks something passes.
     """
-    decoded = _decode(data, settings, "mask", prefix="Mask: ")
-    if decoded.size != size:
+    header = _header(data, settings, "mask", prefix="Mask: ")
+    if header.size != size:
         raise ApiError(
             400,
-            f"The mask is {decoded.width}x{decoded.height} but the image is "
+            f"The mask is {header.width}x{header.height} but the image is "
             f"{size[0]}x{size[1]}; they must be the same size.",
             param="mask",
         )
-    if decoded.mode == "RGBA":
-        alpha = np.asarray(decoded.getchannel("A"))
-        change = alpha == 0
-    else:
-        change = np.asarray(decoded.convert("L")) >= 128
-    if not change.any():
-        raise ApiError(
-            400,
-            "The mask marks nothing to edit: make the area to change fully transparent.",
-            param="mask",
-        )
-    return Image.fromarray(change.astype(np.uint8) * 255, "L")
+    with _MASK_DECODES:
+        decoded = _decode(data, settings, "mask", prefix="Mask: ")
+        if "A" in decoded.getbands():
+            change = decoded.getchannel("A").point(lambda v: 255 if v == 0 else 0)
+            converted = True
+        else:
+            change = threshold(decoded.convert("L"))
+            converted = False
+        del decoded
+        if change.getbbox() is None:
+            raise ApiError(
+                400,
+                "The mask marks nothing to edit: make the area to change fully transparent.",
+                param="mask",
+            )
+        if not converted:
+            return data
+        buffer = io.BytesIO()
+        change.convert("1", dither=Image.Dither.NONE).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def _header(data: bytes, settings: Settings, param: str, prefix: str = "") -> ImageHeader:
+    try:
+        return read_header(data, max_pixels=settings.max_input_pixels, field=param)
+    except InvalidRequest as exc:
+        raise ApiError(400, prefix + exc.message, param=param) from None
 
 
 def _decode(data: bytes, settings: Settings, param: str, prefix: str = "") -> Image.Image:
     try:
-        return decode_image(data, max_pixels=settings.max_input_pixels, field=param)
+        return decode_image(data, max_pixels=settings.max_input_pixels, field=param, gray=True)
     except InvalidRequest as exc:
         raise ApiError(400, prefix + exc.message, param=param) from None
 
@@ -220,11 +245,11 @@ def build_edit_requests(
         raise ApiError(400, f"{choice.model} takes one image{also}.", param="image")
     if form.mask is not None and not spec.has(InputKind.MASK):
         raise ApiError(400, f"{choice.model} does not take a mask.", param="mask")
-    # Decoded here for early 400s and the mask's size check; the requests get the bytes, so
-    # the operation decodes them itself and its notes (first GIF frame…) reach the answer.
-    images = [_decode(data, settings, "image") for data in form.images]
+    # Headers only, for early 400s and the mask's size check; the requests get the bytes, so
+    # the operation decodes them at its turn and its notes (first GIF frame…) reach the answer.
+    headers = [_header(data, settings, "image") for data in form.images]
     prompt = text(f.get("prompt"), "prompt", required=spec.prompt_required)
-    mask = openai_mask(form.mask, images[0].size, settings) if form.mask is not None else None
+    mask = openai_mask(form.mask, headers[0].size, settings) if form.mask is not None else None
     base = build_request(spec, ApiInput(f, prompt, form.images, mask, settings))
     return ModelChoice(choice.model, spec.name, choice.variant), per_image(base, common, choice)
 

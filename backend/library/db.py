@@ -50,11 +50,13 @@ def quick_check(conn: sqlite3.Connection) -> str:
 
 
 # -- writes ---------------------------------------------------------------------------------------
-def insert_item(conn: sqlite3.Connection, item: LibraryItem, data_dir: Path) -> LibraryItem:
+def insert_item(conn: sqlite3.Connection, item: LibraryItem, data_dir: Path, *,
+                synced: bool = True) -> LibraryItem:
     """Inserts the row; returns it as stored. A parent that is not one of the same owner's
     items is dropped (lineage never points at someone else's picture). An existing row with
     the same id, owner, creation time and files (a start-up check in another process adopted
-    our folder first) counts as success."""
+    our folder first) counts as success. `synced=False`: its files are not yet fsynced (the
+    same transaction lists it in `unsynced`; `mark_synced` takes it off)."""
     row = item_to_row(item, data_dir)
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -72,12 +74,26 @@ def insert_item(conn: sqlite3.Connection, item: LibraryItem, data_dir: Path) -> 
             if (existing is None or existing["owner"] != item.owner
                     or existing["result_path"] != row["result_path"]):
                 raise IdTaken(item.id)
+        if not synced:
+            conn.execute("INSERT OR IGNORE INTO unsynced (id) VALUES (?)", (item.id,))
         stored = conn.execute(f"{_SELECT} WHERE id = ?", (item.id,)).fetchone()
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return item_from_row(stored, data_dir)
+
+
+def mark_synced(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    """These items' files are on the disk (fsynced): no need to verify them at start-up."""
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        conn.execute(f"DELETE FROM unsynced WHERE id IN ({', '.join('?' * len(chunk))})",
+                     chunk)
+
+
+def unsynced_ids(conn: sqlite3.Connection) -> list[str]:
+    return [str(r[0]) for r in conn.execute("SELECT id FROM unsynced ORDER BY id")]
 
 
 def set_star(conn: sqlite3.Connection, owner: str, item_id: str, starred: bool) -> bool:

@@ -8,9 +8,12 @@ any moment leaves either a complete item folder or something the start-up check 
     data/library/2026-05/.trash-<pid>-<id>/     a delete in progress
     data/lost+found/                    folders the start-up check could not make sense of
 
-A save writes every file into `.partial-…`, fsyncs them and the folder, then renames the
-folder to its final name (atomic) and fsyncs the month folder; only then is the row
-committed. A delete renames the folder to `.trash-…`, commits, then removes it.
+A save writes every file into `.partial-…`, renames the folder to its final name (atomic),
+then the row is committed; the fsyncs (files, folder, month folder) follow off the job's path
+(`sync_item_folder`, run by the library's sync thread). A killed process loses nothing the OS
+was handed; a power cut before the sync is what the start-up check's verification of
+unsynced items covers (docs/library.md). A delete renames the folder to `.trash-…`, commits,
+then removes it.
 """
 
 from __future__ import annotations
@@ -72,27 +75,37 @@ def fsync_dir(path: Path) -> None:
 
 def write_item_folder(folder: Path, blobs: Iterable[tuple[str, bytes]]) -> None:
     """Writes the files, then makes the folder appear under its final name in one step.
-    On any error nothing is left behind, and the error is raised."""
+    On any error nothing is left behind, and the error is raised. Nothing is fsynced here
+    (the job waits for this): `sync_item_folder` does it afterwards."""
     month = folder.parent
     if not month.is_dir():
         month.mkdir(parents=True, exist_ok=True)
-        fsync_dir(month.parent)
+        fsync_dir(month.parent)     # once a month
     partial = month / f"{PARTIAL_PREFIX}{os.getpid()}-{folder.name}"
     partial.mkdir()
     try:
-        written = []
         for name, data in blobs:
             write_file(partial / name, data)
-            written.append(partial / name)
-        sync_files(written)
-        fsync_dir(partial)
         if folder.exists():   # rename() would replace an empty folder silently
             raise FileExistsError(errno.EEXIST, "item folder exists", str(folder))
         os.rename(partial, folder)
-        fsync_dir(month)
     except BaseException:
         remove_tree(partial)
         raise
+
+
+def sync_item_folder(folder: Path) -> bool:
+    """Flushes a saved item to the disk: its files, the folder, and the month folder's entry
+    for it. False when the folder is gone (deleted meanwhile): nothing to sync."""
+    try:
+        with os.scandir(folder) as entries:
+            paths = [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
+        sync_files(paths)
+        fsync_dir(folder)
+    except FileNotFoundError:
+        return False
+    fsync_dir(folder.parent)
+    return True
 
 
 def replace_file(path: Path, data: bytes) -> None:

@@ -6,6 +6,10 @@ their own connections, which WAL never blocks behind the writer. Encoding PNGs a
 files run in the default executor so several results encode in parallel; only the commit
 waits its turn. `owns_file` is synchronous (a file route asks it) on its own connection.
 
+Durability off the job's path: a save returns once its files are written and renamed into
+place and its row committed (listed as `unsynced`); one sync thread then fsyncs the saved
+folders, a batch at a time, and takes them off the list. `close()` waits for it.
+
 Owner isolation lives here and in db.py: every method a surface calls takes the owner and
 passes it into the SQL; an item of another owner is simply not found.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -65,6 +70,9 @@ class Library:
                 f"{OFF_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
         self.db_path = self.data_dir / files.DB_NAME
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="library-write")
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="library-sync")
+        self._to_sync: list[LibraryItem] = []
+        self._sync_task: asyncio.Task[None] | None = None
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="library-read")
         self._conns: dict[int, sqlite3.Connection] = {}
         self._conns_lock = threading.Lock()
@@ -114,17 +122,19 @@ class Library:
             items=db.totals(conn).items, integrity=integrity, adopted=found.adopted,
             partial_removed=found.partial_removed, deletes_finished=found.deletes_finished,
             set_aside=found.set_aside, rows_removed=found.rows_removed,
-            thumbs_rebuilt=found.thumbs_rebuilt, files_missing=found.files_missing)
+            thumbs_rebuilt=found.thumbs_rebuilt, files_missing=found.files_missing,
+            verified=found.verified)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._tasks:     # saves and deletes in flight finish first
+        while self._tasks:  # saves, deletes and the syncs they start finish first
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
+        self._syncer.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         with self._conns_lock:
@@ -183,7 +193,7 @@ class Library:
                                    repr(exc)) from exc
         try:
             stored, prune_due = await self._write(
-                lambda conn: (db.insert_item(conn, encoded.item, self.data_dir),
+                lambda conn: (db.insert_item(conn, encoded.item, self.data_dir, synced=False),
                               self._prune_due(conn)))
         except (sqlite3.Error, OSError, db.IdTaken) as exc:
             log.warning("library save failed committing %s: %r", encoded.item.id, exc)
@@ -191,9 +201,32 @@ class Library:
             reason = ("another item has its id." if isinstance(exc, db.IdTaken)
                       else files.failure_reason(exc, self.data_dir))
             raise LibrarySaveError(NOT_SAVED + reason, repr(exc)) from exc
+        self._schedule_sync(stored)
         if prune_due:
             self._schedule_prune()
         return stored
+
+    def _schedule_sync(self, item: LibraryItem) -> None:
+        self._to_sync.append(item)
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_saved())
+            self._track(self._sync_task)
+
+    async def _sync_saved(self) -> None:
+        """fsync what was saved, a batch at a time (saves that land meanwhile join the next
+        batch), then take the batch off the `unsynced` list. A failure is logged: the items
+        stay listed, and the next start verifies them."""
+        loop = asyncio.get_running_loop()
+        while self._to_sync:
+            batch, self._to_sync = self._to_sync, []
+            folders = [item.result.parent for item in batch]
+            ids = [item.id for item in batch]
+            try:
+                await loop.run_in_executor(self._syncer, _sync_folders, folders)
+                await self._write(functools.partial(db.mark_synced, ids=ids))
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("library: syncing %d saved items failed (the next start checks "
+                            "them): %r", len(batch), exc)
 
     async def _forget_uncommitted(self, item: LibraryItem) -> None:
         """Removes the folder of a row that did not commit, unless (somehow) a row with its
@@ -422,6 +455,11 @@ class Library:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("library task ended with %r", task.exception())
+
+
+def _sync_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        files.sync_item_folder(folder)
 
 
 def _validate(item: NewItem) -> None:

@@ -181,9 +181,10 @@ class StartupReport:
     partial_removed: int = 0                # folders of saves that never finished
     deletes_finished: tuple[str, ...] = ()  # deletes interrupted by a crash
     set_aside: tuple[Path, ...] = ()        # unreadable folders moved to lost+found
-    rows_removed: tuple[str, ...] = ()      # rows whose result PNG is gone
+    rows_removed: tuple[str, ...] = ()      # rows whose result PNG is gone (or damaged)
     thumbs_rebuilt: tuple[str, ...] = ()
     files_missing: tuple[str, ...] = ()     # rows kept, an input or extra is gone (dropped)
+    verified: int = 0                       # saved but unsynced items checked whole
     pruned: PruneReport = PruneReport()
     seconds: float = 0.0
 
@@ -207,8 +208,11 @@ class StartupReport:
         if self.set_aside:
             out.append(f"Moved {len(self.set_aside)} unreadable folders to lost+found.")
         if self.rows_removed:
-            out.append(f"Dropped {len(self.rows_removed)} items whose PNG is missing: "
-                       + ", ".join(self.rows_removed[:10]))
+            out.append(f"Dropped {len(self.rows_removed)} items whose PNG is missing or "
+                       "damaged: " + ", ".join(self.rows_removed[:10]))
+        if self.verified:
+            out.append(f"Checked {self.verified} items saved just before the last stop: "
+                       "their files are whole.")
         if self.thumbs_rebuilt:
             out.append(f"Rebuilt {len(self.thumbs_rebuilt)} missing thumbnails.")
         if self.files_missing:

@@ -14,6 +14,7 @@ import re
 import secrets
 import sqlite3
 import string
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -36,6 +37,7 @@ from backend.library.models import (
 )
 
 MANIFEST_NAME = "item.json"
+FILES_KEY = "files"     # in item.json: {name: [size, crc32]} of every other file
 MANIFEST_FORMAT = "banana-library-item"
 MANIFEST_VERSION = 1
 THUMB_NAME = "thumb.webp"
@@ -108,9 +110,30 @@ def encode_new_item(new: NewItem, item_id: str, created: float, folder: Path) ->
 
 
 def with_manifest(item: LibraryItem, blobs: list[tuple[str, bytes]]) -> EncodedItem:
-    """The blobs plus `item.json` (written last, so a folder with it is complete)."""
-    manifest = json.dumps(item_to_json(item, item.result.parent), indent=1).encode()
+    """The blobs plus `item.json` (written last, so a folder with it is complete). The
+    manifest lists every file's size and CRC-32: the start-up check compares them when the
+    OS may not have written the files to the disk before a power cut."""
+    data = item_to_json(item, item.result.parent)
+    data[FILES_KEY] = {name: [len(blob), zlib.crc32(blob)] for name, blob in blobs}
+    manifest = json.dumps(data, indent=1).encode()
     return EncodedItem(item, (*blobs, (MANIFEST_NAME, manifest)))
+
+
+def manifest_checks(data: object) -> dict[str, tuple[int, int]] | None:
+    """{file name: (size, crc32)} from a manifest that has them (None: written before they
+    were, or malformed)."""
+    if not isinstance(data, dict):
+        return None
+    raw = data.get(FILES_KEY)
+    if not isinstance(raw, dict):
+        return None
+    checks: dict[str, tuple[int, int]] = {}
+    for name, pair in raw.items():
+        if not (isinstance(name, str) and isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)):
+            return None
+        checks[name] = (pair[0], pair[1])
+    return checks
 
 
 def split_params(

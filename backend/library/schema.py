@@ -87,6 +87,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             VALUES (new.seq, new.prompt, new.negative, new.region);
         END""",
     ),
+    # v2: items whose files the OS may still hold only in memory (saved, not yet fsynced: the
+    # fsync runs after the save returns, off the job's path). The start-up check verifies
+    # their files against their manifest before trusting them (docs/library.md).
+    (
+        """CREATE TABLE unsynced (
+            id TEXT PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,6 +2,9 @@
 `inpaint.conditioning.json`, InpaintModelConditioning). The mask is grown here, at full
 resolution, and the same mask (feathered) composites the result, so unpainted pixels come
 back bit-identical.
+
+While the job waits and runs it keeps the input as it was sent and the grown mask packed to
+bits; the full-resolution input is decoded again only for the composite (`assemble`).
 """
 
 from __future__ import annotations
@@ -40,8 +43,16 @@ from backend.operations.families import (
     edit_sampling,
 )
 from backend.operations.images import decode_image, encode_png
-from backend.operations.inputs import load_input
-from backend.operations.masks import composite, feather, grow, is_empty, threshold, to_mask
+from backend.operations.inputs import InputImage, load_input
+from backend.operations.masks import (
+    PackedMask,
+    composite_into,
+    feather,
+    grow,
+    is_empty,
+    threshold,
+    to_mask,
+)
 from backend.requests import ImageInput, InvalidRequest, RequestBase
 from backend.settings import Settings
 
@@ -61,11 +72,14 @@ class InpaintRequest(RequestBase):
 
 @dataclass(frozen=True)
 class InpaintState:
-    full: Image.Image
-    mask: Image.Image  # full resolution, grown and feathered: what the composite uses
+    source: InputImage
+    mask: PackedMask   # full resolution, grown (not yet feathered)
+    feather: int
 
 
 class InpaintOperation(Operation[InpaintRequest]):
+    assembles_full_size = True
+
     def validate(self, request: InpaintRequest, settings: Settings) -> None:
         check_common(request)
         check_image_present(request.image)
@@ -75,9 +89,11 @@ class InpaintOperation(Operation[InpaintRequest]):
 
     def prepare(self, request: InpaintRequest, settings: Settings) -> Prepared:
         notes: list[str] = []
-        source = load_input(request.image, settings, notes)
-        painted = decode_image(request.mask, max_pixels=settings.max_input_pixels, field="mask")
-        mask = to_mask(painted, source.full.size)
+        source = load_input(request.image, settings, notes, full_result=True)
+        painted = decode_image(request.mask, max_pixels=settings.max_input_pixels, field="mask",
+                               gray=True)
+        mask = to_mask(painted, source.full_size)
+        del painted
         if is_empty(mask):
             raise InvalidRequest("The mask is empty: paint the area to change.", "mask")
         grown = grow(mask, request.grow)
@@ -98,14 +114,15 @@ class InpaintOperation(Operation[InpaintRequest]):
             optional_roles=DIFFUSION_OPTIONAL | {"grow", "feather"},
             diffusion_model=sampling.unet,
             work_size=source.work.size,
-            state=InpaintState(source.full, feather(grown, request.feather)),
+            state=InpaintState(source, PackedMask.of(grown), request.feather),
             notes=tuple(notes),
         )
 
     def assemble(self, prepared: Prepared, outputs: Outputs) -> Assembled:
         state = prepared.state_as(InpaintState)
-        images = [composite(state.full, out, state.mask) for out in outputs.get("output", [])]
-        return Assembled(images, {"mask": state.mask})
+        mask = feather(state.mask.image(), state.feather)
+        images = [composite_into(state.source.full(), out, mask) for out in outputs.get("output", [])]
+        return Assembled(images, {"mask": mask})
 
 
 def from_api(call: ApiInput) -> InpaintRequest:

@@ -5,10 +5,16 @@ The padded canvas is scaled to the sampling budget and its sides aligned to 16 (
 adjusted, and a note says so). The result is the full-resolution canvas: the model's output
 scaled up, with the input pasted back unchanged at (left, top). With `feathering`, the input's
 edges that border new area blend into it over that many pixels; elsewhere it is untouched.
+
+The canvas is at most `max_result_pixels`: a larger one is made at a smaller scale (the input
+and the pads alike; a note says so). `plan_canvas` is that arithmetic, from the input's size
+alone, so a preview shows exactly the size the result will have. While the job waits and
+runs it keeps the input as sent; the full size is decoded only in `assemble`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,7 +49,8 @@ from backend.operations.families import (
     diffusion_values,
     edit_sampling,
 )
-from backend.operations.images import decode_image, encode_png, flatten, megapixels
+from backend.operations.images import megapixels
+from backend.operations.inputs import InputImage, header_of, load_input
 from backend.operations.masks import scale_pixels
 from backend.operations.sizing import OutpaintGeometry, outpaint_geometry
 from backend.requests import ImageInput, InvalidRequest, RequestBase
@@ -72,12 +79,57 @@ class OutpaintRequest(RequestBase):
 
 @dataclass(frozen=True)
 class OutpaintState:
-    full: Image.Image
+    source: InputImage
     geometry: OutpaintGeometry
     feathering: int
 
 
+@dataclass(frozen=True)
+class CanvasPlan:
+    """Where the result's pixels come from: the geometry (at the input's size, or at the
+    smaller scale that keeps the canvas within `max_result_pixels`) and the notes to show."""
+
+    geometry: OutpaintGeometry
+    notes: tuple[str, ...]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The result's size."""
+        return self.geometry.canvas_full
+
+
+def plan_canvas(
+    size: tuple[int, int], pads: tuple[int, int, int, int], settings: Settings
+) -> CanvasPlan:
+    """The result's geometry for an input of `size` (as displayed) and the requested pads."""
+    notes: list[str] = []
+    width, height = size
+    left, top, right, bottom = pads
+    canvas_w, canvas_h = width + left + right, height + top + bottom
+    limit = settings.max_result_pixels
+    if canvas_w * canvas_h > limit:
+        # The same picture at a smaller scale: the input and the pads shrink alike.
+        scale = math.sqrt(limit / (canvas_w * canvas_h))
+        width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+        left, top, right, bottom = (max(1, math.floor(p * scale)) if p else 0 for p in pads)
+        notes.append(
+            f"The result would be {canvas_w}×{canvas_h} ({megapixels(canvas_w * canvas_h)}); "
+            f"results are at most {megapixels(limit)}, so the picture was used at "
+            f"{width}×{height} and extended by {left}, {top}, {right}, {bottom} px "
+            "(left, top, right, bottom)."
+        )
+    geometry = outpaint_geometry(
+        width, height, (left, top, right, bottom), max_pixels=settings.max_sampling_pixels
+    )
+    if geometry.adjusted:
+        got = ", ".join(f"{s} {p}" for s, p in zip(SIDES, geometry.pads_full, strict=True))
+        notes.append(f"Extended by {got} px so the canvas fits the model's 16-pixel grid.")
+    return CanvasPlan(geometry, tuple(notes))
+
+
 class OutpaintOperation(Operation[OutpaintRequest]):
+    assembles_full_size = True
+
     def validate(self, request: OutpaintRequest, settings: Settings) -> None:
         check_common(request)
         check_image_present(request.image)
@@ -91,37 +143,30 @@ class OutpaintOperation(Operation[OutpaintRequest]):
 
     def prepare(self, request: OutpaintRequest, settings: Settings) -> Prepared:
         notes: list[str] = []
-        full = flatten(decode_image(request.image, max_pixels=settings.max_input_pixels,
-                                    notes=notes))
-        geometry = outpaint_geometry(*full.size, request.pads,
-                                     max_pixels=settings.max_sampling_pixels)
-        width, height = geometry.canvas_full
-        if width * height > settings.max_input_pixels:
-            raise InvalidRequest(
-                f"The result would be {width}×{height} = {megapixels(width * height)}; the "
-                f"limit is {megapixels(settings.max_input_pixels)}. Extend by less.",
-                "right" if request.right else "left",
-            )
-        if geometry.adjusted:
-            got = ", ".join(f"{s} {p}" for s, p in zip(SIDES, geometry.pads_full, strict=True))
-            notes.append(f"Extended by {got} px so the canvas fits the model's 16-pixel grid.")
-        work = full.resize(geometry.image_work, Image.Resampling.LANCZOS)
+        plan = plan_canvas(header_of(request.image, settings).size, request.pads, settings)
+        geometry = plan.geometry
+        notes += plan.notes
+        source = load_input(
+            request.image, settings, notes, sizes=(geometry.image_full, geometry.image_work)
+        )
         sampling = edit_sampling(request, settings)
         values = diffusion_values(sampling, settings, request.prompt, request.negative_prompt)
         left, top, right, bottom = geometry.pads_work
         values["pad"] = {
             "left": left, "top": top, "right": right, "bottom": bottom,
-            "feathering": scale_pixels(request.feathering, geometry.image_work[0] / full.width),
+            "feathering": scale_pixels(
+                request.feathering, geometry.image_work[0] / geometry.image_full[0]
+            ),
         }
         return Prepared(
             mode=NAME,
             seed=sampling.seed,
-            uploads={"image": encode_png(work)},
+            uploads={"image": source.png()},
             values=values,
             optional_roles=DIFFUSION_OPTIONAL,
             diffusion_model=sampling.unet,
             work_size=geometry.canvas_work,
-            state=OutpaintState(full, geometry, request.feathering),
+            state=OutpaintState(source, geometry, request.feathering),
             notes=tuple(notes),
         )
 
@@ -134,8 +179,9 @@ def paste_back(generated: Image.Image, state: OutpaintState) -> Image.Image:
     geometry = state.geometry
     canvas = generated.convert("RGB").resize(geometry.canvas_full, Image.Resampling.LANCZOS)
     left, top = geometry.pads_full[0], geometry.pads_full[1]
-    mask = edge_ramp(state.full.size, geometry.pads_full, state.feathering)
-    canvas.paste(state.full, (left, top), mask)
+    full = state.source.full()
+    mask = edge_ramp(full.size, geometry.pads_full, state.feathering)
+    canvas.paste(full, (left, top), mask)
     return canvas
 
 
@@ -158,8 +204,11 @@ def edge_ramp(
         np.clip((y + 1) / (feathering + 1), 0, 1) if top else ones_y,
         np.clip((height - y) / (feathering + 1), 0, 1) if bottom else ones_y,
     )
-    alpha = np.minimum.outer(fy, fx)
-    return Image.fromarray(np.round(alpha * 255).astype(np.uint8), "L")
+    # Rounded per axis first: rounding is monotonic, so the minimum of the rounded values is
+    # the rounded minimum, and the full-size array is bytes (40 MB at 40 MP), not floats.
+    ax = np.round(fx * 255).astype(np.uint8)
+    ay = np.round(fy * 255).astype(np.uint8)
+    return Image.fromarray(np.minimum.outer(ay, ax), "L")
 
 
 def from_api(call: ApiInput) -> OutpaintRequest:

@@ -4,7 +4,8 @@ Florence-2 finds it, SAM 2 outlines it, GrowMask grows it, the edit model repain
 The job runner first executes only the #mask_output branch (`precheck_role`) and calls
 `check_precheck`: nothing found is the user's error ("Nothing matched ..."), never a silent
 whole-image edit. The final result is composited at the input's full resolution with the
-mask the model used (scaled up, then feathered), so pixels outside it are unchanged.
+mask the model used (scaled up, then feathered), so pixels outside it are unchanged. The
+job keeps the input as sent until then; `assemble` decodes the full size.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from backend.operations.base import (
     check_grow_feather,
     check_image_present,
     check_prompt,
+    check_text,
 )
 from backend.operations.families import (
     DIFFUSION_OPTIONAL,
@@ -43,8 +45,8 @@ from backend.operations.families import (
     diffusion_values,
     edit_sampling,
 )
-from backend.operations.inputs import load_input
-from backend.operations.masks import composite, feather, is_empty, scale_pixels, to_mask
+from backend.operations.inputs import InputImage, load_input
+from backend.operations.masks import composite_into, feather, is_empty, scale_pixels, to_mask
 from backend.requests import ImageInput, InvalidRequest, RequestBase
 from backend.settings import Settings
 
@@ -64,13 +66,14 @@ class RegionEditRequest(RequestBase):
 
 @dataclass(frozen=True)
 class RegionState:
-    full: Image.Image
+    source: InputImage
     region: str
     feather: int
 
 
 class RegionEditOperation(Operation[RegionEditRequest]):
     precheck_role = "mask_output"
+    assembles_full_size = True
 
     def validate(self, request: RegionEditRequest, settings: Settings) -> None:
         check_common(request)
@@ -83,12 +86,13 @@ class RegionEditOperation(Operation[RegionEditRequest]):
             raise InvalidRequest(
                 f"Describe the region in at most {limits.REGION_CHARS} characters.", "region"
             )
+        check_text(request.region, "region", "The region")
         check_prompt(request.prompt)
         check_grow_feather(request.grow, request.feather)
 
     def prepare(self, request: RegionEditRequest, settings: Settings) -> Prepared:
         notes: list[str] = []
-        source = load_input(request.image, settings, notes)
+        source = load_input(request.image, settings, notes, full_result=True)
         sampling = edit_sampling(request, settings)
         values = diffusion_values(sampling, settings, request.prompt, request.negative_prompt)
         values["region"] = {"text": request.region.strip()}
@@ -107,7 +111,7 @@ class RegionEditOperation(Operation[RegionEditRequest]):
             optional_roles=DIFFUSION_OPTIONAL | {"feather", "grounding_model", "segment_model"},
             diffusion_model=sampling.unet,
             work_size=source.work.size,
-            state=RegionState(source.full, request.region.strip(), request.feather),
+            state=RegionState(source, request.region.strip(), request.feather),
             notes=tuple(notes),
         )
 
@@ -123,9 +127,10 @@ class RegionEditOperation(Operation[RegionEditRequest]):
         if not masks:
             raise ValueError("the template's #mask_output produced no image")
         # Scaled softly (no threshold): where the model's mask is 0, the upscaled one is 0 too.
-        used = masks[0].convert("L").resize(state.full.size, Image.Resampling.BILINEAR)
+        size = state.source.full_size
+        used = masks[0].convert("L").resize(size, Image.Resampling.BILINEAR)
         mask = feather(used, state.feather)
-        images = [composite(state.full, out, mask) for out in outputs.get("output", [])]
+        images = [composite_into(state.source.full(), out, mask) for out in outputs.get("output", [])]
         return Assembled(images, {"mask": mask})
 
 

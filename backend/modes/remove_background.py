@@ -4,7 +4,8 @@ BiRefNetRMBG).
 BiRefNet gets an RGB picture at the working size (it resizes internally anyway); the result
 is the input's own full-resolution pixels with the model's alpha scaled up to match, so the
 foreground keeps every pixel of detail. An input that already had transparency keeps it: the
-two alphas are multiplied.
+two alphas are multiplied. The job keeps the input as sent; `assemble` decodes the full size
+(capped at `max_result_pixels`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from backend.operations.base import (
     resolve_seed,
 )
 from backend.operations.families import BACKGROUND_REMOVAL_MODEL
-from backend.operations.images import decode_image, encode_png, flatten
-from backend.operations.inputs import to_working
+from backend.operations.inputs import InputImage, load_input
 from backend.requests import ImageInput, RequestBase
 from backend.settings import Settings
 
@@ -52,28 +52,31 @@ class RemoveBackgroundRequest(RequestBase):
 
 
 class RemoveBackgroundOperation(Operation[RemoveBackgroundRequest]):
+    assembles_full_size = True
+
     def validate(self, request: RemoveBackgroundRequest, settings: Settings) -> None:
         check_common(request)
         check_image_present(request.image)
 
     def prepare(self, request: RemoveBackgroundRequest, settings: Settings) -> Prepared:
         notes: list[str] = []
-        original = decode_image(request.image, max_pixels=settings.max_input_pixels, notes=notes)
-        work = to_working(flatten(original), settings, notes, "The image", upscale_small=False)
+        source = load_input(request.image, settings, notes, upscale_small=False,
+                            full_result=True)
         return Prepared(
             mode=NAME,
             seed=resolve_seed(request.seed),
-            uploads={"image": encode_png(work)},
+            uploads={"image": source.png()},
             values={"rmbg": {"model": settings.models.birefnet}},
-            work_size=work.size,
-            state=original,
+            work_size=source.work.size,
+            state=source,
             notes=tuple(notes),
         )
 
     def assemble(self, prepared: Prepared, outputs: Outputs) -> Assembled:
-        original = prepared.state_as(Image.Image)
+        source = prepared.state_as(InputImage)
         results = []
         for output in outputs.get("output", []):
+            original = source.full(keep_alpha=True)
             if "A" in output.getbands():
                 alpha = output.getchannel("A")
             else:
@@ -84,9 +87,8 @@ class RemoveBackgroundOperation(Operation[RemoveBackgroundRequest]):
                 alpha = alpha.resize(original.size, Image.Resampling.BILINEAR)
             if original.mode == "RGBA":
                 alpha = ImageChops.multiply(alpha, original.getchannel("A"))
-            result = original.convert("RGB")
-            result.putalpha(alpha)
-            results.append(result)
+            original.putalpha(alpha)   # in place: `full()` gave this job its own copy
+            results.append(original)
         return Assembled(results)
 
 

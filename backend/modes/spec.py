@@ -17,7 +17,7 @@ from backend import limits
 from backend.limits import Knob
 from backend.operations.base import Operation
 from backend.operations.families import ModelFamily
-from backend.requests import RequestBase
+from backend.requests import ImageInput, RequestBase
 from backend.settings import Settings
 
 R = TypeVar("R", bound=RequestBase)
@@ -73,7 +73,8 @@ class ApiInput:
     fields: Mapping[str, object]      # the JSON body or the form's text fields, as sent
     prompt: str
     images: tuple[bytes, ...]
-    mask: Image.Image | None          # the studio's L mask (OpenAI's semantics applied)
+    mask: ImageInput | None           # the studio's mask, white = change (PNG bytes as a
+                                      # rule: OpenAI's semantics already applied)
     settings: Settings
 
 

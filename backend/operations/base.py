@@ -9,12 +9,15 @@ An operation is a small object the job runner (backend/jobs.py) calls in this or
    and `check_precheck(prepared, images)` may refuse to go on;
 4. after ComfyUI ran the bound template: `assemble(prepared, outputs) -> Assembled` (the
    full-resolution composite, or the model's output as it is).
+Memory: `prepare` keeps what was sent (bytes) and working-size pictures in `Prepared.state`,
+never full-resolution pixels; only `assemble` decodes those (see `assembles_full_size`).
 `smaller(...)` gives the out-of-memory retry its request one resolution step lower.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -92,6 +95,9 @@ class Operation(ABC, Generic[R]):
 
     # An output role whose branch runs first, alone, for `check_precheck` (None: no precheck).
     precheck_role: ClassVar[str | None] = None
+    # `assemble` decodes the input at full resolution (the masked modes' composite): the job
+    # runner lets one such assemble run at a time, which bounds the studio's memory.
+    assembles_full_size: ClassVar[bool] = False
 
     @abstractmethod
     def validate(self, request: R, settings: Settings) -> None: ...
@@ -117,6 +123,29 @@ class Operation(ABC, Generic[R]):
 # --- checks of the common fields --------------------------------------------------------
 
 
+# A lone UTF-16 half (it cannot be encoded: JSON to ComfyUI, the PNG's text, the library all
+# failed on it with a 500) or a control character other than tab and line breaks (invisible,
+# never meant: pasted from a PDF or mis-decoded text). Refused, not stripped: the studio never
+# runs something other than what was typed, and the sentence says what to remove.
+_BROKEN = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def check_text(text: str, field: str, what: str) -> None:
+    """Refuse text the studio cannot pass on as typed (`what` is "The prompt", …)."""
+    if _BROKEN.search(text):
+        raise InvalidRequest(
+            f"{what} contains a broken character (an unpaired surrogate); remove it.", field
+        )
+    control = _CONTROL.search(text)
+    if control:
+        raise InvalidRequest(
+            f"{what} contains an invisible control character (U+{ord(control.group()):04X}); "
+            "remove it.",
+            field,
+        )
+
+
 def check_common(request: RequestBase) -> None:
     if request.seed is not None:
         if isinstance(request.seed, bool) or not isinstance(request.seed, int):
@@ -131,6 +160,9 @@ def check_common(request: RequestBase) -> None:
         limits.STEPS.check(request.steps, "steps")
     if request.cfg is not None:
         limits.CFG.check(request.cfg, "cfg")
+    if not isinstance(request.negative_prompt, str):
+        raise InvalidRequest("The negative prompt must be text.", "negative_prompt")
+    check_text(request.negative_prompt, "negative_prompt", "The negative prompt")
     if request.variant is not None and not _is_name(request.variant):
         raise InvalidRequest(
             f"Variant {request.variant!r} is not a template variant name "
@@ -143,9 +175,12 @@ def _is_name(text: str) -> bool:
     return bool(text) and all(c.isalnum() or c in "-_" for c in text)
 
 
-def check_prompt(prompt: object, *, required: bool = True, field: str = "prompt") -> None:
+def check_prompt(
+    prompt: object, *, required: bool = True, field: str = "prompt", what: str = "The prompt"
+) -> None:
     if not isinstance(prompt, str):
-        raise InvalidRequest("The prompt must be text.", field)
+        raise InvalidRequest(f"{what} must be text.", field)
+    check_text(prompt, field, what)
     if required and not prompt.strip():
         raise InvalidRequest("Write a prompt: describe what you want to see.", field)
 

@@ -28,12 +28,21 @@ class ModelFamily:
     roles the studio binds to the model files settings name (preflight checks them on the
     server); `sampler` is None for a family without sampler knobs (no Steps, CFG, negative);
     `unet` the diffusion model file a request loads (None: none, e.g. background removal),
-    known before anything is decoded: the scheduler groups waiting jobs by it."""
+    known before anything is decoded: the scheduler groups waiting jobs by it. `loaders` are
+    the template roles of the nodes that load the family's models: a job that got past all
+    of them (ComfyUI ran them, or had them cached) is what changes what the studio believes
+    is loaded; `shown` names what it loaded, for people (the UNet file, or e.g. BiRefNet)."""
 
     name: str
     files: Callable[[Settings], Mapping[str, str]]
     sampler: Callable[[Settings], SamplerDefaults] | None = None
     unet: Callable[[RequestBase, Settings], str | None] = lambda request, settings: None
+    loaders: frozenset[str] = frozenset()
+    shown: Callable[[RequestBase, Settings], str | None] | None = None
+
+    def shown_model(self, request: RequestBase, settings: Settings) -> str | None:
+        """What a job of this family loads, in words for the sidebar (default: its UNet)."""
+        return (self.shown or self.unet)(request, settings)
 
 
 def generate_unet(request: RequestBase, settings: Settings) -> str:
@@ -46,20 +55,28 @@ def edit_unet(request: RequestBase, settings: Settings) -> str:
     return settings.models.edit_unet
 
 
+# The diffusion families' loader nodes: UNETLoader, CLIPLoader, VAELoader (or GGUF twins).
+DIFFUSION_LOADERS = frozenset({"unet", "clip", "vae"})
 GENERATION_MODEL = ModelFamily(
     "generation model",
     lambda s: {"unet": s.models.generate_unet, "clip": s.models.text_encoder, "vae": s.models.vae},
     lambda s: SamplerDefaults(s.sampling.generate_steps, s.sampling.generate_cfg),
     generate_unet,
+    DIFFUSION_LOADERS,
 )
 EDIT_MODEL = ModelFamily(
     "edit model",
     lambda s: {"unet": s.models.edit_unet, "clip": s.models.text_encoder, "vae": s.models.vae},
     lambda s: SamplerDefaults(s.sampling.edit_steps, s.sampling.edit_cfg),
     edit_unet,
+    DIFFUSION_LOADERS,
 )
-# BiRefNet is a model its node pack downloads and manages, not a folder file to check.
-BACKGROUND_REMOVAL_MODEL = ModelFamily("background-removal model", lambda s: {})
+# BiRefNet is a model its node pack downloads and manages, not a folder file to check; the
+# #rmbg node loads it and runs it.
+BACKGROUND_REMOVAL_MODEL = ModelFamily(
+    "background-removal model", lambda s: {}, loaders=frozenset({"rmbg"}),
+    shown=lambda request, settings: settings.models.birefnet,
+)
 
 
 @dataclass(frozen=True)

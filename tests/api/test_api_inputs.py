@@ -13,6 +13,7 @@ from backend.api.errors import FAILURE_STATUS, ApiError, error_response
 from backend.api.schemas import model_ids, parse_n, parse_size, pick_model
 from backend.events import FAILURE_KINDS
 from backend.modes import REGISTRY, ApiRoute
+from backend.operations.masks import to_mask
 from backend.settings import Settings
 
 GENERATE_MODELS = models_of(REGISTRY.on_route(ApiRoute.GENERATIONS))
@@ -92,7 +93,7 @@ def test_openai_mask_transparent_means_edit():
     settings = Settings()
     mask = Image.new("RGBA", (64, 32), (0, 0, 0, 255))
     mask.paste((0, 0, 0, 0), (10, 5, 20, 15))            # the hole to repaint
-    converted = openai_mask(png(mask), (64, 32), settings)
+    converted = to_mask(Image.open(io.BytesIO(openai_mask(png(mask), (64, 32), settings))))
     assert converted.mode == "L" and converted.size == (64, 32)
     assert converted.getpixel((15, 10)) == 255 and converted.getpixel((40, 20)) == 0
     assert converted.getbbox() == (10, 5, 20, 15)
@@ -101,7 +102,7 @@ def test_openai_mask_transparent_means_edit():
 def test_openai_mask_without_alpha_is_white_means_edit():
     mask = Image.new("L", (64, 32), 0)
     mask.paste(255, (0, 0, 8, 8))
-    converted = openai_mask(png(mask), (64, 32), Settings())
+    converted = to_mask(Image.open(io.BytesIO(openai_mask(png(mask), (64, 32), Settings()))))
     assert converted.getbbox() == (0, 0, 8, 8)
 
 
@@ -130,7 +131,7 @@ def test_edit_model_picks_the_mode_from_what_was_sent():
     assert build([picture, picture])[0].mode == "multiref"
     choice, requests = build([picture], png(hole), n="2", seed="7")
     assert choice.mode == "inpaint" and [r.seed for r in requests] == [7, 8]
-    assert requests[0].mask.getbbox() == (0, 0, 16, 16)
+    assert to_mask(Image.open(io.BytesIO(requests[0].mask))).getbbox() == (0, 0, 16, 16)
     choice, requests = build([picture], model="qwen-image-outpaint", pad_right="64")
     assert choice.mode == "outpaint" and requests[0].right == 64
     choice, requests = build([picture], model="qwen-image-remove-background", prompt="")

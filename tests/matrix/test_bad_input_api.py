@@ -53,7 +53,7 @@ REFUSED = [
     Refused("truncated_png", lambda: [image_field(inputs.truncated_png())],
             400, "image", ("damaged or incomplete", "upload it again")),
     Refused("decompression_bomb_30000x30000", lambda: [image_field(inputs.bomb_png())],
-            400, "image", ("30000×30000", "900 MP", "limit is 40 MP")),
+            400, "image", ("30000×30000", "900 MP", "limit is 200 MP")),
     Refused("empty_prompt", lambda: [image_field(PICTURE)],
             400, "prompt", ("'prompt' is required",), {"prompt": "  "}),
     Refused("four_references", lambda: [image_field(PICTURE)] * 4,

@@ -57,9 +57,10 @@ REFUSED = [
     # The sliders stop at the limit; a crafted request past it meets Gradio's own check.
     Refused("outpaint_padding_huge", "outpaint", {"image": (PICTURE, "p.png"), "right": 5000},
             ("greater than maximum value 1024",)),
+    # 200 MP (STUDIO_MAX_INPUT_PIXELS) is the bomb limit: phone photos up to it are used.
     Refused("over_the_pixel_limit", "edit",
-            {"image": (inputs.bomb_png(8000, 6000), "big.png"), "prompt": "x"},
-            ("8000×6000 = 48 MP", "the limit is 40 MP")),
+            {"image": (inputs.bomb_png(16_000, 13_000), "big.png"), "prompt": "x"},
+            ("16000×13000 = 208 MP", "the limit is 200 MP")),
 ]
 
 
@@ -111,18 +112,20 @@ def test_bomb_30000x30000_is_refused_before_decoding(studio: MatrixStudio, ui: U
     shown, growth = _peak_rss_growth_mb(
         lambda: ui.run("edit", image=(inputs.bomb_png(), "bomb.png"), prompt="x"))
     # The studio's own refusal from the header (the UI hands decode_image the unopened file).
-    assert "30000×30000 = 900 MP; the limit is 40 MP" in shown.shown, shown.shown
+    assert "30000×30000 = 900 MP; the limit is 200 MP" in shown.shown, shown.shown
     assert growth < RSS_GROWTH_LIMIT_MB, f"peak RSS grew {growth:.0f} MB"
     assert studio.fake.counters["prompts_posted"] == before
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_bomb_under_pillows_limit_is_refused_before_decoding(
+def test_bomb_just_over_the_studios_limit_is_refused_before_decoding(
     studio: MatrixStudio, ui: UISession
 ) -> None:
+    # The studio's limit (200 MP) is above Pillow's own (179 MP): the studio reads the size
+    # from the header itself, and refuses just past its own limit without decoding.
     shown, growth = _peak_rss_growth_mb(
-        lambda: ui.run("edit", image=(inputs.bomb_png(13_000, 13_000), "bomb.png"), prompt="x"))
-    assert "13000×13000 = 169 MP; the limit is 40 MP" in shown.shown   # the studio's refusal
+        lambda: ui.run("edit", image=(inputs.bomb_png(14_200, 14_200), "bomb.png"), prompt="x"))
+    assert "14200×14200 = 202 MP; the limit is 200 MP" in shown.shown   # the studio's refusal
     assert growth < RSS_GROWTH_LIMIT_MB, f"peak RSS grew {growth:.0f} MB"
 
 

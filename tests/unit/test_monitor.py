@@ -13,6 +13,7 @@ import pytest
 
 from backend import monitor as monitor_mod
 from backend.comfy.types import Device, QueueItem, QueueSnapshot, SystemStats
+from backend.jobs import LoadedModels
 from backend.modes import REGISTRY
 from backend.monitor import GB, LastRun, Monitor, estimate_fit
 from backend.scheduler import Scheduler, SchedulerConfig
@@ -25,15 +26,28 @@ MODES = REGISTRY.names()
 
 
 class StubStudio:
-    """What the monitor reads of the studio: what ran last and its own queue."""
+    """What the monitor reads of the studio: what it believes is loaded and its own queue."""
 
     def __init__(self, last_mode: str | None = None, loaded_file: str | None = None) -> None:
-        self.last_mode = last_mode
+        family = REGISTRY.get(last_mode).family.name if last_mode else ""
+        self.loaded = LoadedModels(last_mode, family, loaded_file) if last_mode else None
         self.loaded_file = loaded_file
         self.scheduler = Scheduler(SchedulerConfig(policy="fifo"))
+        self.server_changed = False       # what notice_server_changes() will find
+
+    @property
+    def last_mode(self) -> str | None:
+        return self.loaded.mode if self.loaded else None
 
     def forget_loaded(self) -> None:
-        self.last_mode = self.loaded_file = None
+        self.loaded = None
+        self.loaded_file = None
+
+    def notice_server_changes(self) -> bool:
+        if self.server_changed and self.loaded is not None:
+            self.forget_loaded()
+            return True
+        return False
 
 
 class StubClient:
@@ -304,25 +318,51 @@ async def test_snapshot_counts_jobs_waiting_in_the_studio_queue(settings, librar
         await monitor.aclose()
 
 
-async def test_fit_does_not_count_comfyuis_unused_reserve_twice(settings, library, fixtures_dir):
+async def test_fit_does_not_count_comfyuis_unused_reserve_twice(settings, library):
     """ComfyUI's vram_free already includes torch_vram_free (reserved but unused), so only
-    torch_vram_total - torch_vram_free is memory that unloading would add. Recorded server:
-    all 25.3 GB reported free and reserved; adding both read as ~47 GB available."""
+    torch_vram_total - torch_vram_free is memory that unloading would add."""
+    device = Device("cuda:0 RTX", "cuda", 24 * GB, 20 * GB, torch_vram_total=6 * GB,
+                    torch_vram_free=4 * GB)
+    client = StubClient(library, settings)
+    client.system_stats = _returning(SystemStats("0.3.64", 64 * GB, 32 * GB, [device]))  # type: ignore[method-assign]
+    monitor = Monitor(client, settings, library, studio=StubStudio("edit"))  # type: ignore[arg-type]
+    try:
+        snap = await monitor.refresh_now()
+    finally:
+        await monitor.aclose()
+    assert snap.memory == "VRAM" and snap.comfy_vram_held == 2 * GB
+    assert snap.modes["generate"].fits is False       # 20 + 2 < 30 (not 20 + 6)
+    assert "20.0 GB VRAM free + ~2 GB ComfyUI frees" in snap.modes["generate"].note
+
+
+async def test_a_cpu_device_is_ram_and_holds_nothing_when_nothing_is_loaded(
+    settings, library, fixtures_dir
+):
+    """Recorded `--cpu` server (issue 10 item 13): torch's figures are the whole machine's
+    RAM there, so total - free (1.8 GB of OS and ComfyUI itself) is not what unloading frees;
+    it said "~4 GB ComfyUI frees by unloading" and "free VRAM on the GPU"."""
     import json
 
     recorded = json.loads((fixtures_dir / "trace_misc.json").read_text())
     stats = SystemStats.from_body(recorded["GET /system_stats"]["body"])
-    device = stats.devices[0]
-    assert device.torch_vram_held == device.torch_vram_total - device.torch_vram_free
-
+    assert stats.devices[0].type == "cpu"
     client = StubClient(library, settings)
     client.system_stats = _returning(stats)          # type: ignore[method-assign]
-    big = {"generate": 30.0}   # more than the whole 25.3 GB device (and the default anyway)
-    monitor = Monitor(client, dataclasses.replace(settings, peak_vram_overrides=big), library)
+    studio = StubStudio()
+    monitor = Monitor(client, settings, library, studio=studio)  # type: ignore[arg-type]
     try:
         snap = await monitor.refresh_now()
-        assert snap.comfy_vram_held == device.torch_vram_total - device.torch_vram_free
-        assert snap.modes["generate"].fits is False
+        assert snap.memory == "RAM" and snap.comfy_vram_held is None
+        generate = snap.modes["generate"]
+        assert generate.note.startswith("needs ~30 GB; 21.8 GB RAM free")
+        assert "ComfyUI frees" not in generate.note and "VRAM" not in generate.note
+        assert "GPU" not in generate.note and "free RAM on this machine" in generate.note
+        # With a model loaded, its peak stands in for what ComfyUI would give back.
+        studio.loaded = LoadedModels("remove_background", "background-removal model", "BiRefNet")
+        note = (await monitor.refresh_now()).modes["generate"].note
+        assert "21.8 GB RAM free + ~3 GB ComfyUI frees" in note
+        message = await monitor.free_vram()
+        assert "VRAM" not in message and "RAM" in message
     finally:
         await monitor.aclose()
 
@@ -364,7 +404,8 @@ async def test_a_last_mode_no_longer_registered_does_not_stop_the_poller(setting
     finally:
         await monitor.aclose()
     assert snap.online and "generate" not in snap.modes
-    assert snap.last_mode == "generate" and snap.loaded_family is None
+    # What ComfyUI holds does not change when a mode goes: the family was recorded at load.
+    assert snap.last_mode == "generate" and snap.loaded_family == "generation model"
     assert all(status.fits is not None for status in snap.modes.values())
 
 

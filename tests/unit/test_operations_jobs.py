@@ -58,6 +58,8 @@ class ScriptedClient:
         self.calls: list[tuple[dict[str, Any], list[str] | None]] = []
         self.closed = 0
         self.hold: asyncio.Event | None = None  # set → execute waits here after Started
+        self.epoch = 1                # the websocket's (re)connects, as ComfyClient counts them
+        self.server_generation = 0    # ComfyUI restarts seen
         self.preview: bytes | None = None       # the sampler's preview frame (default: gray)
 
     async def upload_image(self, data: bytes, **_: Any) -> ImageRef:
@@ -410,3 +412,25 @@ async def test_a_job_closed_early_ends_abandoned() -> None:
     invalid = await collect(s.run(GenerateRequest("", 256, 256)))
     assert isinstance(invalid[-1], Failed)
     assert recorder.log[-1] == ("ended", "generate", "ui", "failed")
+
+
+async def test_a_broken_character_is_invalid_input_not_a_crash() -> None:
+    """What the UI and the API both get from studio.run (before: UnicodeEncodeError, shown
+    as "internal error" and counted as a cancelled job)."""
+    outcomes: list[str] = []
+
+    class Observer:
+        def job_started(self, job: JobInfo) -> None: ...
+
+        def job_event(self, job: JobInfo, event: Any) -> None: ...
+
+        def job_ended(self, job: JobInfo, outcome: str) -> None:
+            outcomes.append(outcome)
+
+    client = ScriptedClient()
+    s = Studio(client, SETTINGS, TemplateLibrary(SETTINGS.workflows_dir), observers=[Observer()])
+    events = await collect(s.run(GenerateRequest("a cat \ud83c", 256, 256)))
+    assert events == [Failed(
+        "The prompt contains a broken character (an unpaired surrogate); remove it.", "",
+        "invalid_input", "prompt")]
+    assert outcomes == ["failed"] and not client.calls

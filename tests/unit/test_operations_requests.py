@@ -166,10 +166,17 @@ def test_outpaint_pad_limit() -> None:
     assert err.field == "right" and f"between 0 and {SETTINGS.max_outpaint_pad}" in err.message
 
 
-def test_outpaint_result_size_is_bounded() -> None:
-    settings = Settings(max_input_pixels=200_000)
-    err = invalid(OutpaintRequest(Image.new("RGB", (400, 400)), right=400, bottom=400), settings)
-    assert "The result would be 800×800" in err.message
+def test_outpaint_result_size_is_bounded_by_scaling_not_refused() -> None:
+    """A canvas over max_result_pixels is made at a smaller scale (it used to be refused:
+    with phone-sized inputs every extension would have been)."""
+    settings = Settings(max_result_pixels=200_000)
+    request = OutpaintRequest(png(Image.new("RGB", (400, 400))), right=400, bottom=400)
+    prepared = REGISTRY.operation_for(request).prepare(request, settings)
+    geometry = prepared.state.geometry  # type: ignore[attr-defined]
+    width, height = geometry.canvas_full
+    assert width * height <= 200_000 * 1.02 and abs(width - height) <= 16
+    assert any("The result would be 800×800" in note and "at most 0.2 MP" in note
+               for note in prepared.notes)
 
 
 def test_outpaint_prompt_may_be_empty() -> None:
@@ -182,3 +189,31 @@ def test_remove_background_binds_the_birefnet_model() -> None:
     prepared = REGISTRY.operation_for(request).prepare(request, SETTINGS)
     assert prepared.values == {"rmbg": {"model": SETTINGS.models.birefnet}}
     assert prepared.diffusion_model is None
+
+
+# --- text fields the studio cannot pass on as typed (issue 9 item 6) ----------------------
+
+BROKEN = "x\ud83c"      # half of an emoji: cannot be encoded (JSON to ComfyUI, PNG text, SQLite)
+
+
+@pytest.mark.parametrize(("request_", "field", "what"), [
+    (GenerateRequest(BROKEN), "prompt", "The prompt"),
+    (GenerateRequest("ok", negative_prompt=BROKEN), "negative_prompt", "The negative prompt"),
+    (EditRequest(IMAGE, BROKEN), "prompt", "The prompt"),
+    (OutpaintRequest(IMAGE, right=32, prompt=BROKEN), "prompt", "The prompt"),
+    (RegionEditRequest(IMAGE, BROKEN, "make it red"), "region", "The region"),
+], ids=["prompt", "negative", "edit", "outpaint", "region"])
+def test_a_lone_surrogate_is_refused_with_a_sentence(request_: object, field: str,
+                                                     what: str) -> None:
+    """Before: API 500, UI "internal error (UnicodeEncodeError)", counted as cancelled."""
+    err = invalid(request_)
+    assert err.field == field
+    assert err.message == f"{what} contains a broken character (an unpaired surrogate); remove it."
+
+
+def test_control_characters_are_refused_but_tabs_and_line_breaks_are_text() -> None:
+    err = invalid(GenerateRequest("a bell\x07 rings"))
+    assert err.field == "prompt" and "control character (U+0007)" in err.message
+    assert "U+0085" in invalid(GenerateRequest("next\x85line")).message
+    request = GenerateRequest("line one\nline two\r\n\ttabbed, café, 🍌")
+    REGISTRY.operation_for(request).validate(request, SETTINGS)
