@@ -186,20 +186,11 @@ def text(raw: Any, param: str, *, required: bool = False) -> str:
         raw = ""
     if not isinstance(raw, str):
         raise ApiError(400, f"'{param}' must be a string.", param=param)
-    if _SURROGATE.search(raw):
-        # Valid JSON ("\\ud83c") but not text: it cannot be encoded for ComfyUI.
-        raise ApiError(
-            400,
-            f"'{param}' contains a broken character (half of an emoji's UTF-16 pair); "
-            "remove it or paste the text again.",
-            param=param,
-        )
     if required and not raw.strip():
         raise ApiError(400, f"'{param}' is required.", param=param, code="missing_" + param)
+    # Broken characters (a lone UTF-16 half, control characters) are refused by the request's
+    # own checks (backend/operations/base.py check_text), with one sentence for UI and API.
     return raw
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
