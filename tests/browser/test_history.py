@@ -38,7 +38,14 @@ def test_history_click_and_png_drop_restore_the_settings(page: Page, tmp_path) -
     page.locator("#history-gallery img").first.click()
     expect(page.locator("#generate_prompt textarea")).to_have_value("a lighthouse at dusk")
     expect(page.locator("#generate_seed input")).to_have_value(str(seed))
+    # The restore says what it did with the seed and leaves "Random seed" as it was (issue 10
+    # item 5: it used to uncheck it silently); reusing the seed is an explicit action.
+    expect(page.locator("#generate_msg")).to_contain_text(f"Seed {seed}")
+    expect(page.locator("#generate_randomize input")).to_be_checked()
+    page.locator("#generate_reuse_seed").click()
     expect(page.locator("#generate_randomize input")).not_to_be_checked()
+    page.locator("#generate_random_seed").click()
+    expect(page.locator("#generate_randomize input")).to_be_checked()
     expect(page.locator("#history-download")).to_be_visible()
 
     fill(page, "generate_prompt", "something else again")

@@ -35,7 +35,7 @@ def test_stop_interrupts_the_job_in_comfyui(page: Page, fake) -> None:
     before = fake.counters["interrupts"]
     start_generate(page)
     # Sampling is under way once the bar counts steps.
-    expect(page.locator("#generate_status .progress-text")).to_contain_text("steps")
+    expect(page.locator("#generate_status .run-line")).to_contain_text("step ")
     page.locator("#generate_stop").click()
 
     assert wait_until(lambda: fake.counters["interrupts"] > before), "no POST /interrupt"
@@ -109,7 +109,7 @@ def test_closing_the_tab_ends_the_job_in_comfyui(browser, studio_url: str, fake)
         page = context.new_page()
         page.goto(studio_url)
         start_generate(page)
-        expect(page.locator("#generate_status .progress-text")).to_contain_text("steps")
+        expect(page.locator("#generate_status .run-line")).to_contain_text("step ")
     finally:
         context.close()
     # Gradio closes the handler (GeneratorExit); its `finally` closes the job's events.
