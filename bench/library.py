@@ -8,7 +8,7 @@ Saving: a 1024² result that compresses like a real one (gradients, texture and 
 ~2 MB PNG) with one 1024² JPEG input as sent; each part timed on its own, then the whole
 `library.save()` through the async API, in a library that already holds 10,000 items. The
 PNG and the thumbnail were encoded before the library too (the UI's old ResultStore wrote both, and
-re-encodes each input as a PNG, which the library does not), so what the library ADDS to a
+re-encoded each input as a PNG, which the library does not), so what the library ADDS to a
 job is the rest: the fsynced writes, the rename and the commit.
 
 Listing and search: 10,000 items of one owner (plus 1,000 of another) with prompts drawn
