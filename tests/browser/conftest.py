@@ -73,14 +73,16 @@ def fake(chromium_path: str) -> Iterator[FakeComfy]:
 
 
 @pytest.fixture(scope="package")
-def studio_url(fake: FakeComfy) -> Iterator[str]:
+def studio_url(fake: FakeComfy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import uvicorn
 
     import app as appmod
     from backend.settings import Settings
 
-    # An empty environment: the developer's STUDIO_* variables do not leak into the test.
-    settings = Settings.from_env({}, comfy_url=fake.url, poll_interval_s=0.5)
+    # An empty environment: the developer's STUDIO_* variables do not leak into the test;
+    # the library starts empty, in a folder of its own.
+    env = {"STUDIO_DATA_DIR": str(tmp_path_factory.mktemp("studio-data"))}
+    settings = Settings.from_env(env, comfy_url=fake.url, poll_interval_s=0.5)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(appmod.create_app(settings), host="127.0.0.1", port=port,
