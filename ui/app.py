@@ -79,7 +79,7 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
             f"ComfyUI — right here on the LAN.</span><span class='keys'>{KEYS_HELP}</span></div>",
             padding=False,
         )
-        page_msg = gr.HTML("", elem_id="page-msg")
+        page_msg = gr.HTML("", elem_id="page-msg", visible=False)
         strip = gr.HTML("", elem_id="queue-strip", js_on_load=style.CANCEL_JS)
         specs: dict[str, TabSpec] = {}
         tab_items: dict[str, gr.Tab] = {}
@@ -179,9 +179,10 @@ def wire_page(
         try:
             page = pages.enter(visitor)
         except SessionRefused as exc:
-            return browser_id, gr.skip(), message_md(exc.message, "error")
+            return browser_id, gr.skip(), gr.update(value=message_md(exc.message, "error"),
+                                                    visible=True)
         items = await history_of(ctx.library, visitor, page, ctx.registry)
-        return browser_id, gr.skip() if items is None else items, ""
+        return browser_id, gr.skip() if items is None else items, gr.skip()
 
     demo.load(on_load, [browser], [browser, gallery, page_msg], **QUIET).then(
         follower.stream, [browser], follower.outputs, show_progress="hidden",

@@ -31,7 +31,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
             for inp in mode.inputs:
                 elem_id = f"{name}_{inp.name}"
                 if inp.kind is InputKind.IMAGE and painted:
-                    painter = mask_editor(elem_id, f"{inp.label}: paint what should change")
+                    painter = mask_editor(elem_id, inp.label)
                     fields[inp.name] = painter.sent
                     editors.add(len(sources))
                     sources.append(painter.shown)

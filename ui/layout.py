@@ -178,7 +178,7 @@ def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
             elem_id=f"{mode}_batch", elem_classes=["batch-radio"],
         )
         negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{mode}_negative")
-    with gr.Row(equal_height=True, elem_classes=["seed-row"]):
+    with gr.Row(equal_height=True):
         seed = gr.Number(
             label="Seed",
             value=0,
@@ -186,7 +186,6 @@ def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
             minimum=limits.SEED.low,
             maximum=limits.SEED.high,
             scale=3,
-            min_width=140,
             elem_id=f"{mode}_seed",
             visible=defaults is not None,
         )
@@ -194,14 +193,14 @@ def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
             label="Random seed",
             value=True,
             scale=1,
-            min_width=110,
+            min_width=130,
             elem_id=f"{mode}_randomize",
             visible=defaults is not None,
         )
-        if defaults is not None:
-            reuse = gr.Button("Reuse this seed", size="sm", scale=1, min_width=90,
-                              elem_id=f"{mode}_reuse_seed")
-            random = gr.Button("Random", size="sm", scale=1, min_width=70,
+    if defaults is not None:
+        with gr.Row(elem_classes=["seed-actions"]):
+            reuse = gr.Button("Reuse this seed", size="sm", elem_id=f"{mode}_reuse_seed")
+            random = gr.Button("Random seed each run", size="sm",
                                elem_id=f"{mode}_random_seed")
     step_slider = cfg_slider = None
     if defaults is not None:

@@ -53,8 +53,10 @@ def theme() -> gr.themes.Base:
 CSS = """
 .gradio-container { max-width: 1680px !important; }
 #app-header { display: flex; align-items: baseline; gap: 14px; padding: 2px 4px 6px; }
-#app-header h1 { font-size: 1.55rem; margin: 0; font-weight: 700; letter-spacing: -0.01em; }
-#app-header .subtitle { color: var(--body-text-color-subdued); font-size: 0.95rem; }
+#app-header h1 { font-size: 1.55rem; margin: 0; font-weight: 700; letter-spacing: -0.01em;
+  white-space: nowrap; }
+#app-header .subtitle { color: var(--body-text-color-subdued); font-size: 0.95rem;
+  flex: 1 1 280px; }
 #app-header .logo { align-self: center; display: flex; }
 
 /* Tabs: a touch bolder so the seven modes read as the main navigation. */
@@ -176,7 +178,7 @@ ul.missing li { font-size: 0.8rem; color: var(--body-text-color-subdued); margin
 .side-action { font-size: 0.86rem; }
 
 /* The person's queue strip, under the header (hidden when empty). */
-#queue-strip:empty, #page-msg:empty { display: none; }
+#queue-strip:not(:has(.queue-strip)) { display: none !important; }
 .queue-strip { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; font-size: 0.88rem;
   padding: 4px 2px; }
 .qs-title { font-weight: 700; font-size: 0.78rem; text-transform: uppercase;
@@ -190,11 +192,12 @@ ul.missing li { font-size: 0.8rem; color: var(--body-text-color-subdued); margin
   min-width: 28px; min-height: 28px; border-radius: 50%; color: var(--body-text-color-subdued); }
 .qs-cancel:hover { background: rgba(239, 68, 68, 0.15); color: #dc2626; }
 
-#app-header .keys { margin-left: auto; font-size: 0.8rem; color: var(--body-text-color-subdued); }
+#app-header .keys { margin-left: auto; font-size: 0.8rem; color: var(--body-text-color-subdued);
+  white-space: nowrap; }
 kbd { font-family: var(--font-mono); font-size: 0.78em; padding: 1px 5px; border-radius: 4px;
   border: 1px solid var(--border-color-primary); background: var(--block-background-fill); }
-.seed-row { align-items: end; }
-.seed-row button { align-self: end; margin-bottom: 4px; }
+.seed-actions { gap: 6px !important; margin-top: -4px; }
+.seed-actions > button { flex: 0 0 auto !important; min-width: 0 !important; }
 
 /* Narrow windows and phones: the sidebar starts closed; one line of status opens it. */
 #phone-status { display: none; }

@@ -58,6 +58,23 @@ def wait_result(page: Page, mode: str, timeout: float = 30_000) -> None:
     expect(page.locator(f"#{mode}_result img")).to_be_visible()
 
 
+def small_generate(page: Page, prompt: str) -> None:
+    """Generate's prompt and its faster size (the fake's work grows with the pixels)."""
+    open_tab(page, "generate")
+    fill(page, "generate_prompt", prompt)
+    page.locator("#generate_size input").click()
+    page.get_by_role("option", name="1024×1024 · 1:1 (faster)").click()
+
+
+def sampling(page: Page, mode: str) -> None:
+    """The tab's progress line counts sampler steps."""
+    expect(page.locator(f"#{mode}_status .run-line")).to_contain_text("step ")
+
+
+def history_captions(page: Page) -> list[str]:
+    return page.locator("#history-gallery .caption-label").all_inner_texts()
+
+
 def fetch_image(page: Page, selector: str) -> tuple[Image.Image, bytes]:
     """The file behind an <img> as the browser would download it (same cookies)."""
     src = page.locator(selector).first.get_attribute("src")

@@ -27,7 +27,8 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
     name = mode.name
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            editor = mask_editor(f"{name}_editor", "Picture: paint what should change")
+            # A short label: the editor's toolbar sits on the label's line and covered a long one.
+            editor = mask_editor(f"{name}_editor", "Picture")
             with gr.Row(equal_height=True, elem_classes=["mask-tools"]):
                 with gr.Column(scale=4, min_width=220):
                     with gr.Row(elem_classes=["tight-row"]):
@@ -35,7 +36,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                         invert = gr.Button("Invert mask", size="sm", elem_id=f"{name}_invert")
                         check = gr.Button("Show mask", size="sm", elem_id=f"{name}_show_mask")
                     coverage = gr.Markdown(
-                        "Paint with the brush; the eraser takes paint away.",
+                        "Paint over what should change; the eraser takes paint away.",
                         elem_id=f"{name}_coverage",
                         elem_classes=["hint"],
                     )
