@@ -121,16 +121,17 @@ def paint_mask(page: Page, mode: str = "inpaint", tries: int = 3, **stroke) -> N
     raise AssertionError(f"{tries} strokes left no mask: {coverage.inner_text()!r}")
 
 
-def maybe_screenshot(page: Page, name: str) -> None:
-    """Only when asked (tests/browser/screenshots.py): tests do not touch the tree."""
+def maybe_screenshot(page: Page, name: str, scroll: bool = True) -> None:
+    """Only when asked (tests/browser/screenshots.py): tests do not touch the tree. `scroll`:
+    from the top of the page (else where the page is scrolled to)."""
     folder = os.environ.get(SCREENSHOT_DIR_ENV)
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(2300)  # one sidebar tick, so it shows the state after the run
     page.evaluate(
-        "() => { document.querySelectorAll('.toast-wrap').forEach(t => t.remove());"
-        " window.scrollTo(0, 0); }"
+        "(top) => { document.querySelectorAll('.toast-wrap').forEach(t => t.remove());"
+        " if (top) window.scrollTo(0, 0); }", scroll
     )
     page.mouse.move(0, 0)
     page.wait_for_timeout(200)
