@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -61,7 +62,21 @@ def tab_builder(mode: Spec) -> TabBuilder:
     return builder
 
 
+@dataclass(frozen=True)
+class StudioPage:
+    """The built page and the handles tests drive it through."""
+
+    demo: gr.Blocks
+    shared: Shared
+    specs: dict[str, TabSpec]
+    follower: Follower
+
+
 def build_ui(ctx: StudioContext) -> gr.Blocks:
+    return build_page(ctx).demo
+
+
+def build_page(ctx: StudioContext) -> StudioPage:
     pages = Pages(IDLE_STATUS)
     shared = Shared(ctx=ctx, pages=pages)
     modes = list(ctx.registry)
@@ -137,7 +152,7 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
         sidebar.wire_tick(demo, ctx, side, follower, browser, phone)
         demo.load(None, None, None, js=style.NARROW_SIDEBAR_JS)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX)
-    return demo
+    return StudioPage(demo, shared, specs, follower)
 
 
 def wire_tab_select(
@@ -209,14 +224,20 @@ def wire_page(
     strip.click(on_cancel, [browser], [strip], **QUIET)
 
     async def on_unload(request: gr.Request) -> None:
-        page = pages.drop(request.session_hash or "", request.username or None)
-        if page is None or not page.visitor.session_bound:
-            return      # the library keeps the results: a reload shows them
-        # STUDIO_LIBRARY=off without a login: nobody could ever see these results.
-        visitor = page.visitor
-        for job in ctx.desk.active(visitor.person):
-            if job.ticket.who.owner == visitor.owner:
-                ctx.desk.stop(visitor.person, job.id)
+        page_gone(shared, request.session_hash or "", request.username or None)
 
     demo.unload(on_unload)
+
+
+def page_gone(shared: Shared, session: str, user: str | None) -> int:
+    """A page closed (or reloaded): forget it, and stop its jobs when their results would be
+    lost with it (STUDIO_LIBRARY=off without a login). Returns how many were stopped."""
+    page = shared.pages.drop(session, user)
+    if page is None or not page.visitor.session_bound:
+        return 0        # the library keeps the results: a reload shows them
+    visitor, desk = page.visitor, shared.ctx.desk
+    jobs = [j for j in desk.active(visitor.person) if j.ticket.who.owner == visitor.owner]
+    for job in jobs:
+        desk.stop(visitor.person, job.id)
+    return len(jobs)
 

@@ -221,29 +221,28 @@ async def show_landed(
     finished, saved, failed = await ended(job)
     if failed is not None:
         return {msg: failure_message(shared, failed)}
-    shown = shown_of(job, finished, saved, tab.seeded)
-    if not shown:
-        return {msg: message_md("ComfyUI finished without an image.", "error")}
     state = page.tab(tab.name)
-    land(state, job, shown)
+    batch = job.ticket.batch
+    if batch is None:
+        state.batch, state.picked = None, 0
+        state.shown = shown_of(job, finished, saved, tab.seeded)
+    else:
+        # Every finished picture of the batch so far: a change event runs with the newest
+        # token only, so earlier landings may never have been shown one by one.
+        if state.batch != batch:
+            state.batch, state.picked = batch, 0
+        state.shown = []
+        siblings = [j for j in shared.ctx.desk.jobs(visitor.person) if j.ticket.batch == batch
+                    and j.state is JobState.FINISHED]
+        for sibling in sorted(siblings, key=lambda j: j.ticket.index):
+            sibling_end = await ended(sibling)
+            state.shown += shown_of(sibling, sibling_end[0], sibling_end[1], tab.seeded)[:1]
+    if not state.shown:
+        return {msg: message_md("ComfyUI finished without an image.", "error")}
     out = results_update(tab, state)
     warning = saved.warning if saved is not None else None
     out[msg] = message_md(warning, "warn") if warning else ""
     return out
-
-
-def land(state: TabState, job: Job, shown: list[Shown]) -> None:
-    """Put a job's results in the tab's state: a batch collects its pictures in order."""
-    batch = job.ticket.batch
-    if batch is None:
-        state.batch, state.shown, state.picked = None, shown, 0
-        return
-    if state.batch != batch:
-        state.batch, state.shown, state.picked = batch, [], 0
-    order = {s.job_id: n for n, s in enumerate(state.shown)}
-    if job.id not in order:
-        state.shown.append(shown[0])
-    state.shown.sort(key=lambda s: s.seed)
 
 
 def failure_message(shared: Shared, failed: Failed) -> str:
