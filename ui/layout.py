@@ -193,8 +193,9 @@ def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
             label="Random seed",
             value=True,
             scale=1,
-            min_width=130,
+            min_width=150,
             elem_id=f"{mode}_randomize",
+            elem_classes=["seed-random"],
             visible=defaults is not None,
         )
     if defaults is not None:

@@ -196,6 +196,7 @@ ul.missing li { font-size: 0.8rem; color: var(--body-text-color-subdued); margin
   white-space: nowrap; }
 kbd { font-family: var(--font-mono); font-size: 0.78em; padding: 1px 5px; border-radius: 4px;
   border: 1px solid var(--border-color-primary); background: var(--block-background-fill); }
+.seed-random { min-width: 150px !important; flex: 0 0 auto !important; }
 .seed-actions { gap: 6px !important; margin-top: -4px; }
 .seed-actions > button { flex: 0 0 auto !important; min-width: 0 !important; }
 
@@ -213,8 +214,12 @@ kbd { font-family: var(--font-mono); font-size: 0.78em; padding: 1px 5px; border
   #app-header { flex-wrap: wrap; gap: 4px 10px; }
   #app-header .subtitle, #app-header .keys { display: none; }
   .out-stack .live img { max-height: 60vh; }
-  /* A finger can reach the editor's tools and the brush size. */
+  /* The picture, not 520 px of letterbox around it. */
+  .out-stack > [id$='_result'] { height: min(520px, 92vw) !important; }
+  /* A finger can reach the editor's tools and the brush size (its toolbar then covers the
+     label's line: the tab says what the picture is for). */
   .mask-editor button { min-width: 40px; min-height: 40px; }
+  .mask-editor label[data-testid='block-label'] { display: none; }
   .mask-editor input[type=range] { height: 32px; }
 }
 

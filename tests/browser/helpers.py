@@ -121,9 +121,10 @@ def paint_mask(page: Page, mode: str = "inpaint", tries: int = 3, **stroke) -> N
     raise AssertionError(f"{tries} strokes left no mask: {coverage.inner_text()!r}")
 
 
-def maybe_screenshot(page: Page, name: str, scroll: bool = True) -> None:
+def maybe_screenshot(page: Page, name: str, scroll: bool = True, show: str | None = None) -> None:
     """Only when asked (tests/browser/screenshots.py): tests do not touch the tree. `scroll`:
-    from the top of the page (else where the page is scrolled to)."""
+    from the top of the page (else where the page is scrolled to); `show`: a selector to
+    bring into view."""
     folder = os.environ.get(SCREENSHOT_DIR_ENV)
     if not folder:
         return
@@ -133,6 +134,8 @@ def maybe_screenshot(page: Page, name: str, scroll: bool = True) -> None:
         "(top) => { document.querySelectorAll('.toast-wrap').forEach(t => t.remove());"
         " if (top) window.scrollTo(0, 0); }", scroll
     )
+    if show:
+        page.locator(show).first.evaluate("e => e.scrollIntoView({block: 'center'})")
     page.mouse.move(0, 0)
     page.wait_for_timeout(200)
     page.screenshot(path=str(Path(folder) / f"{name}.png"))

@@ -15,6 +15,7 @@ from tests.browser.helpers import (
     fetch_image,
     fill,
     history_captions,
+    maybe_screenshot,
     open_tab,
     run,
     sampling,
@@ -111,6 +112,7 @@ def test_a_batch_of_four_is_a_grid_and_the_picked_one_goes_to_edit(page: Page, f
              page.locator("#generate_grid .caption-label").all_inner_texts()]
     assert seeds == list(range(seeds[0], seeds[0] + 4)), seeds
     assert history_captions(page)[:4] == ["Generate: four variations"] * 4
+    maybe_screenshot(page, "generate-batch", show="#generate_grid")
 
     grid.nth(2).click()
     expect(page.locator("#generate_info")).to_contain_text("Picture 3 of 4")
