@@ -27,7 +27,7 @@ from ui.identity import BROWSER_STORAGE_KEY, new_browser_id, valid_browser_id
 from ui.layout import variants_of
 from ui.live import IDLE_STATUS, message_md
 from ui.pages import Pages, SessionRefused
-from ui.runner import QUIET, visitor_of, wire_run, wire_send
+from ui.runner import QUICK, QUIET, visitor_of, wire_run, wire_send
 from ui.tabspec import Shared, Spec, TabBuilder, TabSpec
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def wire_page(
             gr.Info(ctx.desk.stop(visitor.person, job_id).value)
         return follower.strip_for(visitor)
 
-    strip.click(on_cancel, [browser], [strip], **QUIET)
+    strip.click(on_cancel, [browser], [strip], **QUICK)
 
     async def on_unload(request: gr.Request) -> None:
         page_gone(shared, request.session_hash or "", request.username or None)

@@ -3,7 +3,9 @@ follower (ui/follow.py) streams its progress; when it ends, the tab's `landed` t
 and `show_landed` puts the results in the tab (from the library's PNG, or the picture itself
 when it could not be kept). Stop stops the tab's running job by id and says what happened.
 
-Every handler here is quick and off Gradio's queue (`queue=False`): none waits for a job.
+Every handler here is quick: none waits for a job. Stop and the grid's pick skip Gradio's
+queue (`QUIET`); Run and the landed results go through it without a limit (`QUICK`), because
+only queued events can show a toast (gr.Warning).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 Updates = dict[Component, Any]
 QUIET: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+QUICK: dict[str, Any] = {"concurrency_limit": None, "show_progress": "hidden",
+                         "api_visibility": "private"}
 
 
 def redact(text: str, comfy_url: str) -> str:
@@ -290,10 +294,10 @@ def wire_run(shared: Shared, tab: TabSpec, follower: Follower) -> None:
 
     if tab.editor is not None:      # the editor's value is copied first (ui/layout.MaskEditor)
         started = tab.editor.relay(controls.run.click).then(
-            on_submit, inputs=inputs, outputs=outputs, **QUIET)
+            on_submit, inputs=inputs, outputs=outputs, **QUICK)
     else:
         started = controls.run.click(on_submit, inputs=inputs, outputs=outputs,
-                                     trigger_mode="multiple", **QUIET)
+                                     trigger_mode="multiple", **QUICK)
     started.then(follower.stream, [browser], follower.outputs, show_progress="hidden",
                  concurrency_limit=None, api_visibility="private")
 
@@ -310,7 +314,7 @@ def wire_run(shared: Shared, tab: TabSpec, follower: Follower) -> None:
     async def on_landed(token: str, browser_id: object, request: gr.Request) -> Updates:
         return await show_landed(shared, tab, token, browser_id, request)
 
-    panel.landed.change(on_landed, [panel.landed, browser], landed_outputs, **QUIET)
+    panel.landed.change(on_landed, [panel.landed, browser], landed_outputs, **QUICK)
 
     async def on_pick(browser_id: object, evt: gr.SelectData, request: gr.Request) -> Updates:
         return pick(shared, tab, browser_id, evt, request)
@@ -343,5 +347,5 @@ def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: 
                 return (editor_value(path) if _e else path), gr.Tabs(selected=_t), _t
 
             button.click(send, inputs=[tab.panel.result],
-                         outputs=[dest.sources[0], tabs, current_mode], **QUIET)
+                         outputs=[dest.sources[0], tabs, current_mode], **QUICK)
 

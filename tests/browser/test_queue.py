@@ -45,8 +45,9 @@ def test_three_quick_runs_wait_in_the_queue_strip_and_land_in_order(page: Page, 
     expect(strip).to_have_count(3)
     expect(strip.nth(2)).to_contain_text("third of three")
     expect(strip.nth(2)).to_contain_text("in the studio's line")
-    # Previews arrive inline (a data URL), over the result area.
+    # Previews arrive inline (a data URL), over the result area; the sidebar says they are on.
     expect(page.locator("#generate_preview img[src^='data:image/jpeg']")).to_be_visible()
+    expect(page.locator("#previews_state")).to_contain_text("Live previews: on")
 
     expect(page.locator("#generate_run")).to_have_text("Generate", timeout=60_000)
     wait_result(page, "generate")
@@ -126,13 +127,20 @@ def test_a_batch_of_four_is_a_grid_and_the_picked_one_goes_to_edit(page: Page, f
     assert sent.convert("RGB").tobytes() == picked.convert("RGB").tobytes(), (
         "Edit got the picked picture")
 
-    # A new run clears the previous run's info line while it is in progress (issue 10 item 12).
+    # A new run clears the previous run's info line while it is in progress (issue 10 item 12);
+    # the strip's ✕ cancels one job; Stop stops the running one and the rest of its batch.
     fake.set_delays(step=0.2)
     open_tab(page, "generate")
     run(page, "generate")
     expect(page.locator("#generate_info")).to_have_text("")
+    strip = page.locator("#queue-strip .qs-job")
+    expect(strip).to_have_count(4)
+    strip.nth(3).locator(".qs-cancel").click()
+    expect(page.locator(".toast-body").last).to_contain_text("Stopped while it waited in line")
+    expect(strip).to_have_count(3)
     page.locator("#generate_stop").click()
-    expect(page.locator("#generate_msg")).to_contain_text("waiting pictures of this batch")
+    expect(page.locator("#generate_msg")).to_contain_text("2 waiting pictures of this batch")
+    expect(strip).to_have_count(0)
 
 
 def test_without_previews_the_preview_area_counts_steps_and_hints_once(page: Page, fake) -> None:

@@ -17,19 +17,21 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from backend import limits  # noqa: E402
 from backend.context import StudioContext, build_context  # noqa: E402
 from backend.desk import JobState  # noqa: E402
-from backend.library import LibraryConfig, LibrarySaveError  # noqa: E402
+from backend.library import ItemQuery, LibraryConfig, LibrarySaveError  # noqa: E402
 from backend.modes.generate import GenerateRequest  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from tests.fake_comfy import FakeComfy  # noqa: E402
 from ui.app import StudioPage, build_page, page_gone  # noqa: E402
 from ui.identity import visitor_for  # noqa: E402
 from ui.pages import SessionRefused  # noqa: E402
+from ui.restore import item_updates  # noqa: E402
 from ui.runner import batch_of, pick, show_landed, stop, submit  # noqa: E402
 from ui.tabspec import Component, TabSpec  # noqa: E402
 
@@ -59,6 +61,10 @@ async def _close(ctx: StudioContext) -> None:
 
 def request(session: str = "page-1", user: str | None = None) -> gr.Request:
     return gr.Request(username=user, session_hash=session)
+
+
+def read(path: str) -> bytes:
+    return Path(path).read_bytes()
 
 
 def png() -> bytes:
@@ -202,3 +208,33 @@ async def test_a_closed_page_stops_its_jobs_only_when_nobody_could_see_them(
             assert stopped == 0 and job.state is JobState.FINISHED
     finally:
         await _close(studio.shared.ctx)
+
+
+async def test_a_history_item_restores_its_settings_and_the_inputs_as_sent(
+    studio: StudioPage, tmp_path: Path
+) -> None:
+    edit, inpaint, req = studio.specs["edit"], studio.specs["inpaint"], request()
+    sent = png()
+    upload = tmp_path / "in.png"
+    upload.write_bytes(sent)
+    await submit(studio.shared, edit, values(edit, image=str(upload), prompt="make it night",
+                                             steps=2, randomize=False, seed=77), req)
+    layer = Image.new("RGBA", (320, 240), (0, 0, 0, 0))
+    layer.paste((255, 0, 0, 150), (100, 80, 180, 160))
+    painted = {"background": Image.open(io.BytesIO(sent)).convert("RGBA"), "layers": [layer],
+               "composite": None}
+    await submit(studio.shared, inpaint, values(inpaint, image=painted, prompt="a vase",
+                                                steps=2), req)
+    await follow(studio, req)
+    listed = await studio.shared.ctx.library.page("shared", ItemQuery(limit=2))
+    by_mode = {item.mode: item for item in listed.items}
+
+    out = item_updates(edit, by_mode["edit"])
+    assert out[edit.fields["prompt"]] == "make it night" and out[edit.fields["seed"]] == 77
+    assert read(out[edit.sources[0]]) == sent                       # the picture as it was sent
+    assert edit.fields["randomize"] not in out                      # "Random seed" left alone
+    assert "Seed 77" in out[edit.controls.message]
+    restored = item_updates(inpaint, by_mode["inpaint"])[inpaint.sources[0]]
+    assert read(restored["background"])
+    [mask_layer] = restored["layers"]
+    assert (np.asarray(mask_layer)[..., 3] > 0).sum() == 80 * 80      # the painted mask, back
