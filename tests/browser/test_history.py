@@ -23,16 +23,17 @@ def generate(page: Page, prompt: str) -> None:
     wait_result(page, "generate")
 
 
-def test_empty_prompt_is_explained_next_to_the_button(page: Page, fake) -> None:
+def test_empty_prompt_is_explained_and_a_new_variant_is_offered(
+    page: Page, fake, workflows_dir
+) -> None:
     posted = fake.counters["prompts_posted"]
     open_tab(page, "generate")
     run(page, "generate")
     expect(page.locator("#generate_msg")).to_contain_text("Write a prompt")
     assert fake.counters["prompts_posted"] == posted, "nothing was sent to ComfyUI"
 
-
-def test_a_variant_added_while_the_studio_runs_is_offered(page: Page, workflows_dir) -> None:
-    """Issue 10 item 16: the variant list is re-read when the tab is opened."""
+    # Issue 10 item 16: the variant list is re-read when a tab is opened, so a template added
+    # while the studio runs is offered without a restart.
     added = workflows_dir / "edit.sharper.json"
     shutil.copy(workflows_dir / "edit.json", added)
     try:

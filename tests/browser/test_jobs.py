@@ -117,8 +117,8 @@ def test_closing_the_page_leaves_the_job_to_land_in_the_library(
     browser, studio_url: str, fake
 ) -> None:
     """The library keeps results, so a closed page does not stop its job: it lands, and the
-    next page shows it. (With STUDIO_LIBRARY=off closing stops it: tests/unit/test_ui_pages.py.)"""
-    fake.set_delays(step=0.1)
+    next page shows it. (With STUDIO_LIBRARY=off closing stops it: tests/unit/test_ui_run_loop.py.)"""
+    fake.set_delays(step=0.06)
     before = fake.counters["interrupts"]
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:

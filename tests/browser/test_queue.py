@@ -88,7 +88,7 @@ def test_overlapping_jobs_both_land_and_a_reload_keeps_and_follows_them(
     assert captions.count("Edit: overlap: the edit") == 1, captions
 
     # A reload mid-run: the history is still there, and the running job is followed to its end.
-    fake.set_delays(step=0.3)
+    fake.set_delays(step=0.25)
     small_generate(page, "after a reload")
     run(page, "generate")
     sampling(page, "generate")
