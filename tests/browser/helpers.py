@@ -130,12 +130,15 @@ def maybe_screenshot(page: Page, name: str, scroll: bool = True, show: str | Non
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(2300)  # one sidebar tick, so it shows the state after the run
+    # Toasts hidden for the picture only (removing Gradio's container would lose later ones).
     page.evaluate(
-        "(top) => { document.querySelectorAll('.toast-wrap').forEach(t => t.remove());"
-        " if (top) window.scrollTo(0, 0); }", scroll
+        "(top) => { document.querySelectorAll('.toast-wrap').forEach(t => t.style.visibility ="
+        " 'hidden'); if (top) window.scrollTo(0, 0); }", scroll
     )
     if show:
         page.locator(show).first.evaluate("e => e.scrollIntoView({block: 'center'})")
     page.mouse.move(0, 0)
     page.wait_for_timeout(200)
     page.screenshot(path=str(Path(folder) / f"{name}.png"))
+    page.evaluate("() => document.querySelectorAll('.toast-wrap').forEach(t =>"
+                  " t.style.visibility = '')")
