@@ -60,8 +60,19 @@ def _md_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_[]<>#|" else c for c in text)
 
 
-def gallery_value(items: Sequence[LibraryItem], registry: ModeRegistry) -> list[tuple[str, str]]:
-    return [(served(item.thumb), caption(item, title_of(registry, item.mode))) for item in items]
+def gallery_value(
+    items: Sequence[LibraryItem], registry: ModeRegistry
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The items the strip can show (their ids, in order) and the gallery's value."""
+    ids, shown = [], []
+    for item in items:
+        try:
+            shown.append((served(item.thumb), caption(item, title_of(registry, item.mode))))
+        except OSError as exc:      # pruned or deleted since it was listed
+            log.info("history: %s not shown: %s", item.id, exc)
+            continue
+        ids.append(item.id)
+    return ids, shown
 
 
 async def history_of(library: Library, visitor: Visitor, page: Page,
@@ -74,5 +85,5 @@ async def history_of(library: Library, visitor: Visitor, page: Page,
         log.warning("history unavailable: %s (%s)", exc.message, exc.detail)
         gr.Warning(exc.message)
         return None
-    page.history = [item.id for item in listed.items]
-    return gallery_value(listed.items, registry)
+    page.history, shown = gallery_value(listed.items, registry)
+    return shown

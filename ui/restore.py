@@ -147,9 +147,14 @@ def wire_restore(
         index = evt.index if isinstance(evt.index, int) else -1
         item_id = page.history[index] if 0 <= index < len(page.history) else None
         item = await ctx.library.get(visitor.owner, item_id) if item_id else None
+        gone = {details: "That picture is no longer in the library."}
         if item is None or item.mode not in specs:
-            return {details: "That picture is no longer in the library."}
-        out = item_updates(specs[item.mode], item)
+            return gone
+        try:
+            out = item_updates(specs[item.mode], item)
+        except OSError as exc:          # its files went (pruned, deleted) after the listing
+            log.info("restore: %s: %s", item.id, exc)
+            return gone
         out.update({
             tabs: gr.Tabs(selected=item.mode),
             current_mode: item.mode,
