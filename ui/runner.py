@@ -292,12 +292,15 @@ def wire_run(shared: Shared, tab: TabSpec, follower: Follower) -> None:
     async def on_submit(values: dict[Component, Any], request: gr.Request) -> Updates:
         return await submit(shared, tab, values, request)
 
+    # One at a time per tab, in the order clicked (Gradio would run them side by side and its
+    # threads could swap two quick clicks); each takes milliseconds.
+    in_order = {**QUICK, "concurrency_limit": 1, "concurrency_id": f"submit-{tab.name}"}
     if tab.editor is not None:      # the editor's value is copied first (ui/layout.MaskEditor)
         started = tab.editor.relay(controls.run.click).then(
-            on_submit, inputs=inputs, outputs=outputs, **QUICK)
+            on_submit, inputs=inputs, outputs=outputs, **in_order)
     else:
         started = controls.run.click(on_submit, inputs=inputs, outputs=outputs,
-                                     trigger_mode="multiple", **QUICK)
+                                     trigger_mode="multiple", **in_order)
     started.then(follower.stream, [browser], follower.outputs, show_progress="hidden",
                  concurrency_limit=None, api_visibility="private")
 
