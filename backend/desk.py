@@ -106,6 +106,7 @@ class JobView:
     fraction: float               # progress while it runs (0..1)
     message: str                  # why it failed or stopped ("" otherwise)
     item_ids: tuple[str, ...]     # its library items once saved
+    server: str | None = None     # the ComfyUI server it was sent to (None until then)
 
 
 class StopResult(Enum):
@@ -130,6 +131,8 @@ class Job:
         self._fraction = 0.0
         self._task: asyncio.Task[None] | None = None
         self._saving = False          # the picture exists: stopping now would only lose it
+        self._sampled = False         # a sampler reported steps
+        self._previewed = False       # ComfyUI sent a preview picture
         self.ended_at: float | None = None
 
     # -- what others read -----------------------------------------------------------------
@@ -144,7 +147,7 @@ class Job:
     def view(self) -> JobView:
         position = self._admission.turn.position() if self.state is JobState.WAITING else None
         return JobView(self.ticket, self.state, position, self._fraction, self._message,
-                       self._items)
+                       self._items, self._admission.turn.server)
 
     async def events(self) -> AsyncIterator[DeskEvent]:
         """Everything so far (lasting events, then the newest passing ones), then live, until
@@ -188,6 +191,9 @@ class Job:
             self._versions[kind] = self._version + 1
             if isinstance(event, Progress):
                 self._fraction = event.fraction
+                self._sampled = self._sampled or bool(event.total)
+            elif isinstance(event, Preview):
+                self._previewed = True
         else:
             self._lasting.append(event)
             if isinstance(event, Started | Finished | Failed):
@@ -226,6 +232,9 @@ class Desk:
         self.library = library
         self._jobs: dict[str, Job] = {}                 # every job still listed, by id
         self._by_person: dict[str, list[str]] = {}      # job ids, oldest first
+        # Whether ComfyUI sends previews (`--preview-method`), learned from each job that
+        # sampled; None until one has.
+        self.previews: bool | None = None
 
     # -- handing in ---------------------------------------------------------------------------
     def submit(
@@ -336,6 +345,8 @@ class Desk:
                     break
                 job._push(event)
                 if isinstance(event, Finished):
+                    if job._sampled:
+                        self.previews = job._previewed
                     job._saving = True
                     saved = await self._save(job, event) if save else Saved(())
                     job._items = tuple(item.id for item in saved.items)
