@@ -85,7 +85,7 @@ def studio(matrix_fake: FakeComfy,
         env, comfy_url=matrix_fake.url, api_key=API_KEY, poll_interval_s=0.5,
         max_upload_bytes=MAX_UPLOAD_BYTES, job_timeout_s=30.0,
         max_sampling_pixels=256 * 256,   # the fake's numpy work stays tiny
-        library=LibraryConfig.from_env(),  # tests/conftest.py's data folder, not ./data
+        library=LibraryConfig.from_env(env),   # its own data folder, each session apart
     )
     matrix_fake.stop()
     application = app_module.create_app(settings)
