@@ -32,6 +32,8 @@ from backend.events import (
     Failed,
     Finished,
     JobEvent,
+    ModelsLoaded,
+    Moved,
     Preview,
     Progress,
     Queued,
@@ -106,6 +108,7 @@ class JobView:
     fraction: float               # progress while it runs (0..1)
     message: str                  # why it failed or stopped ("" otherwise)
     item_ids: tuple[str, ...]     # its library items once saved
+    server: str | None = None     # the label of the ComfyUI server it runs (or ran) on
 
 
 class StopResult(Enum):
@@ -128,6 +131,7 @@ class Job:
         self._message = ""
         self._items: tuple[str, ...] = ()
         self._fraction = 0.0
+        self._server: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._saving = False          # the picture exists: stopping now would only lose it
         self.ended_at: float | None = None
@@ -144,7 +148,12 @@ class Job:
     def view(self) -> JobView:
         position = self._admission.turn.position() if self.state is JobState.WAITING else None
         return JobView(self.ticket, self.state, position, self._fraction, self._message,
-                       self._items)
+                       self._items, self._server)
+
+    @property
+    def server(self) -> str | None:
+        """The label of the ComfyUI server it runs (or ran) on; None before it was sent."""
+        return self._server
 
     async def events(self) -> AsyncIterator[DeskEvent]:
         """Everything so far (lasting events, then the newest passing ones), then live, until
@@ -182,6 +191,12 @@ class Job:
         return self._wake
 
     def _push(self, event: DeskEvent) -> None:
+        if isinstance(event, Moved):
+            self._server = event.to_server
+        elif isinstance(event, Queued | Started | ModelsLoaded | Finished | Failed) and (
+            event.server
+        ):
+            self._server = event.server
         if isinstance(event, Queued | Progress | Preview):
             kind = type(event)
             self._latest[kind] = event
