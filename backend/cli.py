@@ -118,6 +118,7 @@ def _comfyui_of_studio(base: str, backend: str | None = None) -> Step:
     servers = body.get("servers") if isinstance(body, dict) else None
     if not isinstance(servers, dict) or not servers:     # a studio from before issue 15
         servers = {"": comfy}
+    several = len(servers) > 1
     if backend is not None:
         if backend not in servers:
             return label, f"the studio has no ComfyUI server called {backend!r} " \
@@ -125,10 +126,11 @@ def _comfyui_of_studio(base: str, backend: str | None = None) -> Step:
         servers = {backend: servers[backend]}
     facts = []
     for name, one in servers.items():
-        who = f"ComfyUI {name}" if name else "ComfyUI"
+        who = f"ComfyUI {name}" if several else "ComfyUI"
         if not isinstance(one, dict) or one.get("reachable") is not True:
             error = one.get("error") if isinstance(one, dict) else None
-            return label, f"the studio cannot reach {who}: {error or 'no reason given'}", ""
+            whose = who if several else "its ComfyUI"
+            return label, f"the studio cannot reach {whose}: {error or 'no reason given'}", ""
         facts.append(f"{who} {one.get('version') or '?'}, {one.get('queue_running', 0)} "
                      f"running, {one.get('queue_pending', 0)} pending")
     return label, None, "; ".join(facts) + ", "

@@ -210,13 +210,9 @@ async def healthz(http: Request) -> Response:
         "comfyui": _comfyui(snap),     # all servers together (the only one's, with one)
         "servers": {label: _server(one) for label, one in servers.items()},
         "modes": {
-            mode: {
-                "ready": status.ready,
-                "missing": status.missing,
-                # on how many servers it is ready
-                "servers": sum(1 for one in servers.values()
-                               if one.online and _ready(one, mode)),
-            }
+            mode: {"ready": status.ready, "missing": status.missing}
+            | ({"servers": sum(1 for one in servers.values() if one.online and _ready(one, mode))}
+               if len(servers) > 1 else {})     # several servers: on how many it is ready
             for mode, status in snap.modes.items()
         },
     }

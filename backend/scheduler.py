@@ -23,7 +23,8 @@ A person's own jobs keep their order unless grouping passes one (bounded by rule
 "fifo" releases in arrival order, ignoring owners and models.
 
 Several servers: a free server takes the job the policy picks for what it has loaded; routing
-"affinity" prefers the server whose loaded model matches, then the shortest expected wait (our
+"affinity" prefers the server whose loaded model matches (then one that holds none, so no warm
+model is evicted), then the shortest expected wait (our
 jobs in flight there plus other clients' prompts in its ComfyUI queue), then round robin;
 "least-loaded" ignores models and picks the server with the shortest line (round robin among
 equals). The fairness rules above choose the job whichever server asks, so their bounds hold
@@ -444,7 +445,12 @@ class Scheduler:
             entry = self._choose(server.label, server.loaded)
             if entry is None:
                 continue
-            swap = 0 if entry.group is None or entry.group == server.loaded else 1
+            # No swap first; then a server holding nothing (a load, but no warm model evicted
+            # that another job may want); then a swap.
+            if entry.group is None or entry.group == server.loaded:
+                swap = 0
+            else:
+                swap = 1 if server.loaded is None else 2
             score = (swap, server.in_flight + server.external, next(self._rr))
             if best is None or score < best[0]:
                 best = (score, server, entry)

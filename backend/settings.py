@@ -76,9 +76,10 @@ def parse_servers(raw: str) -> tuple[ComfyServer, ...]:
 
 
 def _url(text: str, entry: str) -> str:
-    url = text.strip().rstrip("/")
+    url = text.strip()
     if "://" not in url:
         url = "http://" + url
+    url = url.rstrip("/")
     if not urlsplit(url).hostname:
         raise ValueError(f"COMFYUI_URL entry {entry!r} is not a server address (http://host:port)")
     return url
