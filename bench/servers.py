@@ -43,7 +43,7 @@ from backend.library import LibraryConfig
 from backend.modes.edit import EditRequest
 from backend.modes.generate import GenerateRequest
 from backend.requests import RequestBase
-from bench.common import ROOT, free_port, machine_lines, quiet_logs, studio_settings
+from bench.common import ROOT, Stats, free_port, machine_lines, quiet_logs, studio_settings
 
 STEP_DELAY_S = 0.25
 STEPS = 4
@@ -126,8 +126,9 @@ class ServersBench:
 
 
 @contextlib.asynccontextmanager
-async def fake_servers(count: int) -> AsyncIterator[list[str]]:
-    """`count` fake ComfyUI processes with the bench's delays; yields their URLs."""
+async def fake_servers(count: int, step_delay: float = STEP_DELAY_S,
+                       load_delay: float = LOAD_DELAY_S) -> AsyncIterator[list[str]]:
+    """`count` fake ComfyUI processes with these delays; yields their URLs."""
     procs: list[asyncio.subprocess.Process] = []
     urls: list[str] = []
     try:
@@ -135,8 +136,8 @@ async def fake_servers(count: int) -> AsyncIterator[list[str]]:
             port = free_port()
             procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tests.fake_comfy", "--host", "127.0.0.1",
-                "--port", str(port), "--step-delay", str(STEP_DELAY_S),
-                "--load-delay", str(LOAD_DELAY_S), "--preview-method", "none",
+                "--port", str(port), "--step-delay", str(step_delay),
+                "--load-delay", str(load_delay), "--preview-method", "none",
                 "--log-level", "WARNING",
                 cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
             ))
@@ -285,10 +286,126 @@ async def run(_fake: Any = None) -> ServersBench:
     return result
 
 
+# --- how far one studio process goes (docs/scaling.md) -----------------------------------------
+
+LIMIT_SERVERS = 4
+LIMIT_CLIENTS = (8, 32, 128)
+LIMIT_SECONDS = 12.0
+
+
+@dataclass(frozen=True)
+class LimitStep:
+    clients: int
+    jobs: int
+    seconds: float
+    refused: int
+    latency_ms: Stats
+    studio_cpu_s: float          # the studio process's CPU over the step
+    fakes_cpu_s: float
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.seconds
+
+    @property
+    def studio_ms_per_job(self) -> float:
+        return self.studio_cpu_s * 1000 / self.jobs if self.jobs else float("nan")
+
+    def line(self) -> str:
+        return (f"  {self.clients:4d} clients: {self.jobs_per_s:6.1f} jobs/s, latency median "
+                f"{self.latency_ms.median:6.0f} ms p95 {self.latency_ms.p95:6.0f} ms, studio "
+                f"CPU {self.studio_cpu_s / self.seconds:4.0%} of a core = "
+                f"{self.studio_ms_per_job:4.1f} ms/job, fakes {self.fakes_cpu_s / self.seconds:4.0%},"
+                f" refused {self.refused}")
+
+
+async def measure_limit() -> list[LimitStep]:
+    """LIMIT_SERVERS fakes with no step time (each job costs the fake a few ms of CPU) and
+    the real studio (`python app.py`, its own process, library on) routing closed-loop API
+    clients (each sends a 256² one-step generation, waits for the PNG, sends the next):
+    jobs/s, latency and the studio's CPU per job as the clients grow."""
+    from bench.burst import cpu_seconds, request, start_studio
+
+    steps: list[LimitStep] = []
+    async with fake_servers(LIMIT_SERVERS, step_delay=0.0, load_delay=0.0) as urls:
+        comfy = ",".join(f"g{i + 1}={url}" for i, url in enumerate(urls))
+        caps = {"STUDIO_MAX_QUEUE_PER_PERSON": "1000", "STUDIO_MAX_QUEUE": "1000"}
+        fake_pids = _pids_listening(urls)
+        with tempfile.TemporaryDirectory(prefix="bench-limit-") as data_dir:
+            proc, port = await start_studio(comfy, data_dir, caps)
+            try:
+                for clients in LIMIT_CLIENTS:
+                    steps.append(await _limit_step(proc.pid, fake_pids, port, clients,
+                                                   request, cpu_seconds))
+                    print(steps[-1].line(), flush=True)
+            finally:
+                proc.terminate()
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(15):
+                        await proc.wait()
+    return steps
+
+
+def _pids_listening(urls: list[str]) -> list[int]:
+    """The fake processes' pids (children of this process running tests.fake_comfy)."""
+    import os
+
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/cmdline", "rb") as cmd:
+                args = cmd.read().split(b"\0")
+            if b"tests.fake_comfy" in args and any(
+                url.rsplit(":", 1)[1].encode() in args for url in urls
+            ):
+                pids.append(int(entry))
+    return pids
+
+
+async def _limit_step(studio_pid: int, fake_pids: list[int], port: int, clients: int,
+                      request: Any, cpu_seconds: Any) -> LimitStep:
+    import json
+
+    latencies: list[float] = []
+    refused = 0
+    stop = time.monotonic() + LIMIT_SECONDS
+
+    async def client(number: int) -> None:
+        nonlocal refused
+        i = 0
+        while time.monotonic() < stop:
+            body = json.dumps({"prompt": f"limit {number} {i}", "size": "256x256",
+                               "steps": 1, "seed": number * 100000 + i}).encode()
+            answer = await request("127.0.0.1", port, "POST", "/v1/images/generations", body)
+            if answer.status == 200:
+                latencies.append(answer.seconds * 1000)
+            else:
+                refused += 1
+                await asyncio.sleep(0.05)
+            i += 1
+
+    studio_before = cpu_seconds(studio_pid)
+    fakes_before = sum(cpu_seconds(pid) for pid in fake_pids)
+    started = time.monotonic()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    seconds = time.monotonic() - started
+    return LimitStep(clients, len(latencies), seconds, refused, Stats.of(latencies),
+                     cpu_seconds(studio_pid) - studio_before,
+                     sum(cpu_seconds(pid) for pid in fake_pids) - fakes_before)
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.servers")
+    parser.add_argument("--limit", action="store_true",
+                        help="how far one studio process goes (docs/scaling.md) instead")
+    args = parser.parse_args()
     quiet_logs()
     print("\n".join(machine_lines()))
-    asyncio.run(run())
+    asyncio.run(measure_limit() if args.limit else run())
 
 
 if __name__ == "__main__":
