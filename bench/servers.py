@@ -319,7 +319,7 @@ class LimitStep:
                 f" refused {self.refused}")
 
 
-async def measure_limit() -> list[LimitStep]:
+async def measure_limit(library: bool = True) -> list[LimitStep]:
     """LIMIT_SERVERS fakes with no step time (each job costs the fake a few ms of CPU) and
     the real studio (`python app.py`, its own process, library on) routing closed-loop API
     clients (each sends a 256² one-step generation, waits for the PNG, sends the next):
@@ -329,7 +329,8 @@ async def measure_limit() -> list[LimitStep]:
     steps: list[LimitStep] = []
     async with fake_servers(LIMIT_SERVERS, step_delay=0.0, load_delay=0.0) as urls:
         comfy = ",".join(f"g{i + 1}={url}" for i, url in enumerate(urls))
-        caps = {"STUDIO_MAX_QUEUE_PER_PERSON": "1000", "STUDIO_MAX_QUEUE": "1000"}
+        caps = {"STUDIO_MAX_QUEUE_PER_PERSON": "1000", "STUDIO_MAX_QUEUE": "1000",
+                "STUDIO_LIBRARY": "shared" if library else "off"}
         fake_pids = _pids_listening(urls)
         with tempfile.TemporaryDirectory(prefix="bench-limit-") as data_dir:
             proc, port = await start_studio(comfy, data_dir, caps)
@@ -402,10 +403,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
     parser.add_argument("--limit", action="store_true",
                         help="how far one studio process goes (docs/scaling.md) instead")
+    parser.add_argument("--no-library", action="store_true",
+                        help="--limit with STUDIO_LIBRARY=off (what the library costs)")
     args = parser.parse_args()
     quiet_logs()
     print("\n".join(machine_lines()))
-    asyncio.run(measure_limit() if args.limit else run())
+    asyncio.run(measure_limit(not args.no_library) if args.limit else run())
 
 
 if __name__ == "__main__":
