@@ -134,6 +134,8 @@ class Job:
         self._server: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._saving = False          # the picture exists: stopping now would only lose it
+        self._sampled = False         # a sampler reported steps
+        self._previewed = False       # ComfyUI sent a preview picture
         self.ended_at: float | None = None
 
     # -- what others read -----------------------------------------------------------------
@@ -148,12 +150,13 @@ class Job:
     def view(self) -> JobView:
         position = self._admission.turn.position() if self.state is JobState.WAITING else None
         return JobView(self.ticket, self.state, position, self._fraction, self._message,
-                       self._items, self._server)
+                       self._items, self.server)
 
     @property
     def server(self) -> str | None:
-        """The label of the ComfyUI server it runs (or ran) on; None before it was sent."""
-        return self._server
+        """The label of the ComfyUI server it runs (or ran) on, from its events (a moved job
+        names the second); before any, where its turn was released; None before that."""
+        return self._server or self._admission.turn.server
 
     async def events(self) -> AsyncIterator[DeskEvent]:
         """Everything so far (lasting events, then the newest passing ones), then live, until
@@ -203,6 +206,9 @@ class Job:
             self._versions[kind] = self._version + 1
             if isinstance(event, Progress):
                 self._fraction = event.fraction
+                self._sampled = self._sampled or bool(event.total)
+            elif isinstance(event, Preview):
+                self._previewed = True
         else:
             self._lasting.append(event)
             if isinstance(event, Started | Finished | Failed):
@@ -241,6 +247,9 @@ class Desk:
         self.library = library
         self._jobs: dict[str, Job] = {}                 # every job still listed, by id
         self._by_person: dict[str, list[str]] = {}      # job ids, oldest first
+        # Whether ComfyUI sends previews (`--preview-method`), learned from each job that
+        # sampled; None until one has.
+        self.previews: bool | None = None
 
     # -- handing in ---------------------------------------------------------------------------
     def submit(
@@ -351,6 +360,8 @@ class Desk:
                     break
                 job._push(event)
                 if isinstance(event, Finished):
+                    if job._sampled:
+                        self.previews = job._previewed
                     job._saving = True
                     saved = await self._save(job, event) if save else Saved(())
                     job._items = tuple(item.id for item in saved.items)

@@ -7,8 +7,8 @@ add to the final summary.
 Saving: a 1024² result that compresses like a real one (gradients, texture and noise: a
 ~2 MB PNG) with one 1024² JPEG input as sent; each part timed on its own, then the whole
 `library.save()` through the async API, in a library that already holds 10,000 items. The
-PNG and the thumbnail are encoded today already (ui/history.py's ResultStore writes both, and
-re-encodes each input as a PNG, which the library does not), so what the library ADDS to a
+PNG and the thumbnail were encoded before the library too (the UI's old ResultStore wrote both,
+and re-encoded each input as a PNG, which the library does not), so what the library ADDS to a
 job is the rest: the writes, the rename and the commit. The fsyncs run afterwards on the
 library's sync thread (timed on their own, and the old fsync-before-rename step for
 comparison).
@@ -223,8 +223,6 @@ def fsynced_write(folder: Path, blobs: tuple[tuple[str, bytes], ...]) -> None:
 
 
 async def measure_save(library: Library, result: LibraryBench) -> None:
-    from ui.history import ResultStore  # today's per-session store, for comparison
-
     image = photo_like(1024, 1)
     jpeg = io.BytesIO()
     photo_like(1024, 2).save(jpeg, format="JPEG", quality=90)
@@ -238,11 +236,16 @@ async def measure_save(library: Library, result: LibraryBench) -> None:
         return NewItem(OWNER, "ui", "edit", image, params, workflow,
                        (InputFile("image", sent, ".jpg"),), {}, {"total_s": 12.0})
 
-    def today(store: ResultStore) -> None:
-        """What ui/widgets.py's _save_outputs does for the same job before the library."""
-        store.save_plain(Image.open(io.BytesIO(sent)).convert("RGB"), "input-edit")
-        store.save_result(image, params, workflow)
-        store.save_thumb(image)
+    def today(folder: Path) -> None:
+        """What the UI's old per-session ResultStore wrote for the same job before the library
+        (an input re-encoded as PNG, the result PNG, a WebP thumbnail)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.open(io.BytesIO(sent)).convert("RGB").save(folder / "input-edit.png",
+                                                         compress_level=3)
+        (folder / "result.png").write_bytes(png.png_bytes(image, params, workflow))
+        thumb = image.copy()
+        thumb.thumbnail((320, 320), Image.Resampling.LANCZOS)
+        thumb.save(folder / "thumb.webp", format="WEBP", quality=82)
 
     names = ("png encode (paid today too)", "thumbnail (paid today too)",
              "files: write, rename", "db commit (insert_item)",
@@ -251,7 +254,7 @@ async def measure_save(library: Library, result: LibraryBench) -> None:
              "(before: files fsynced, then renamed)")
     parts: dict[str, list[float]] = {k: [] for k in names}
     conn = db.connect(library.db_path)
-    store = ResultStore(library.data_dir.parent / "today")
+    store = library.data_dir.parent / "today"
     for n in range(SAVES + 1):
         t0 = time.perf_counter()
         png_data = png.png_bytes(image, params, workflow)

@@ -8,6 +8,7 @@ import gradio as gr
 
 from backend.modes import InputKind
 from ui.layout import (
+    MaskEditor,
     advanced_controls,
     input_slider,
     mask_editor,
@@ -24,15 +25,16 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
     sources: list[Component] = []
     editors: set[int] = set()
     painted = mode.has(InputKind.MASK)
+    painter: MaskEditor | None = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
             for inp in mode.inputs:
                 elem_id = f"{name}_{inp.name}"
                 if inp.kind is InputKind.IMAGE and painted:
-                    editor = mask_editor(elem_id, f"{inp.label} — paint over what should change")
-                    fields[inp.name] = editor
+                    painter = mask_editor(elem_id, inp.label)
+                    fields[inp.name] = painter.sent
                     editors.add(len(sources))
-                    sources.append(editor)
+                    sources.append(painter.shown)
                 elif inp.kind is InputKind.IMAGE:
                     fields[inp.name] = upload_image(elem_id, inp.label, 340)
                     sources.append(fields[inp.name])
@@ -47,8 +49,8 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                         placeholder=inp.placeholder, elem_id=elem_id,
                     )
             for inp in mode.inputs:   # the mask is painted on the picture's editor
-                if inp.kind is InputKind.MASK:
-                    fields[inp.name] = next(c for c in sources if isinstance(c, gr.ImageEditor))
+                if inp.kind is InputKind.MASK and painter is not None:
+                    fields[inp.name] = painter.sent
             controls = run_controls(name, mode.title)
             with gr.Accordion("Advanced", open=False):
                 for inp in mode.inputs:
@@ -65,4 +67,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         advanced=adv,
         sources=sources,
         editor_sources=frozenset(editors),
+        editor=painter,
     )

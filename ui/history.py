@@ -1,153 +1,58 @@
-"""Per-session history: results saved once as PNGs with their parameters, listed newest first.
+"""The history strip: the owner's newest library items (ui/identity.py says who the owner is),
+so it survives a reload and shows every result, whichever tab or job made it.
 
-gr.State holds only small frozen entries (paths and parameters, never pixels), so a long
-session does not grow the server's memory with images.
+It is refreshed on page load and whenever one of the page's jobs is saved (the follower bumps
+the page's history token, whose `change` event refreshes it: ui/app.py). A change event runs one at a time
+per page and always with the newest token, so two results saved close together both show.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from PIL import Image
+import gradio as gr
 
-from backend.library import png as metadata
+from backend.library import ItemQuery, Library, LibraryError, LibraryItem
+from backend.modes import ModeRegistry
+from ui.files import served
+from ui.identity import Visitor
+from ui.pages import Page
 
 log = logging.getLogger(__name__)
 
-HISTORY_CAP = 50
-THUMB_SIDE = 320
-# Result files older than this are removed when new ones are written (long-running servers).
-MAX_FILE_AGE_S = 24 * 3600
+HISTORY_SIZE = 24
+CAPTION_CHARS = 40
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
-    id: str
-    mode: str
-    title: str                      # the mode's tab label when it ran
-    path: str                       # the result PNG (parameters + graph in its text chunks)
-    params: Mapping[str, Any]
-    sources: tuple[str, ...] = ()   # the input images, saved as PNGs (for compare / restore)
-    extras: Mapping[str, str] = field(default_factory=dict)   # e.g. {"mask": path}
-    info: str = ""
-    created: float = 0.0
-    thumb: str = ""                 # small WebP for the gallery (Gradio hashes every file it serves)
+def title_of(registry: ModeRegistry, mode: str) -> str:
+    spec = registry.find(mode)
+    return spec.title if spec is not None else mode
 
 
-class ResultStore:
-    """Writes result and input PNGs under one folder of the system temp dir.
-
-    The temp dir is one of the places Gradio serves files from; names carry the mode and
-    seed so a downloaded file is recognisable.
-    """
-
-    def __init__(self, root: str | Path | None = None) -> None:
-        base = root or os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()
-        self.root = Path(base) / "banana_studio"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._last_sweep = 0.0
-
-    def save_result(
-        self,
-        image: Image.Image,
-        params: Mapping[str, Any],
-        workflow: Mapping[str, Any] | None,
-    ) -> Path:
-        mode = str(params.get("mode", "image"))
-        seed = params.get("seed")
-        stem = f"banana-{mode}" + (f"-{seed}" if seed is not None else "")
-        path = self._unique(stem)
-        path.write_bytes(metadata.png_bytes(image, params, workflow))
-        self._sweep()
-        return path
-
-    def save_thumb(self, image: Image.Image, max_side: int = THUMB_SIDE) -> Path:
-        thumb = image.copy()
-        thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        if thumb.mode not in ("RGB", "RGBA"):
-            thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
-        path = self._unique("thumb").with_suffix(".webp")
-        thumb.save(path, format="WEBP", quality=82)
-        return path
-
-    def save_plain(self, image: Image.Image, stem: str) -> Path:
-        path = self._unique(stem)
-        if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
-            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")  # CMYK, LAB…
-        image.save(path, format="PNG", compress_level=3)
-        return path
-
-    def _unique(self, stem: str) -> Path:
-        folder = self.root / uuid.uuid4().hex[:12]
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{stem}.png"
-
-    def _sweep(self) -> None:
-        now = time.time()
-        with self._lock:
-            if now - self._last_sweep < 600:
-                return
-            self._last_sweep = now
-        for folder in self.root.iterdir():
-            try:
-                if folder.is_dir() and now - folder.stat().st_mtime > MAX_FILE_AGE_S:
-                    for file in folder.iterdir():
-                        file.unlink(missing_ok=True)
-                    folder.rmdir()
-            except OSError as exc:
-                log.debug("sweep skipped %s: %s", folder, exc)
+def caption(item: LibraryItem, title: str) -> str:
+    text = (item.prompt or item.region or "").strip()
+    if len(text) > CAPTION_CHARS:
+        text = text[: CAPTION_CHARS - 1] + "…"
+    return f"{title}: {text}" if text else title
 
 
-def add_entry(
-    history: Sequence[HistoryEntry] | None, entry: HistoryEntry, cap: int = HISTORY_CAP
-) -> list[HistoryEntry]:
-    """Newest first, capped."""
-    return [entry, *(history or [])][:cap]
-
-
-def gallery_items(history: Sequence[HistoryEntry] | None) -> list[tuple[str, str]]:
-    return [(e.thumb or e.path, caption(e)) for e in history or []]
-
-
-def caption(entry: HistoryEntry) -> str:
-    label = entry.title or entry.mode
-    text = str(entry.params.get("prompt") or entry.params.get("region") or "").strip()
-    if len(text) > 40:
-        text = text[:39] + "…"
-    return f"{label}: {text}" if text else label
-
-
-def describe(entry: HistoryEntry) -> str:
+def describe(item: LibraryItem, title: str) -> str:
     """Markdown for the selected history item: what made it."""
-    p = entry.params
-    when = time.strftime("%H:%M:%S", time.localtime(entry.created))
-    lines = [f"**{entry.title or entry.mode}** · {when}"]
-    for key, label in (("prompt", "Prompt"), ("region", "Region"), ("negative_prompt", "Negative")):
-        if p.get(key):
-            lines.append(f"{label}: {_md_escape(str(p[key]))}")
-    knobs = [
-        f"{label} {p[key]}"
-        for key, label in (
-            ("seed", "seed"), ("steps", "steps"), ("cfg", "cfg"), ("variant", "variant"),
-        )
-        if p.get(key) not in (None, "")
-    ]
-    if p.get("width") and p.get("height"):
-        knobs.append(f"{p['width']}×{p['height']}")
-    if knobs:
-        lines.append(" · ".join(knobs))
-    if entry.info:
-        lines.append(entry.info)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.created))
+    lines = [f"**{title}** · {when}"]
+    for label, value in (("Prompt", item.prompt), ("Region", item.region),
+                         ("Negative", item.negative)):
+        if value:
+            lines.append(f"{label}: {_md_escape(value)}")
+    knobs = [f"{label} {value}" for label, value in (
+        ("seed", item.seed), ("steps", item.steps), ("cfg", item.cfg), ("variant", item.variant),
+    ) if value not in (None, "")]
+    knobs.append(f"{item.width}×{item.height}")
+    lines.append(" · ".join(knobs))
+    if item.notes:
+        lines.append(" ".join(item.notes))
     return "  \n".join(lines)
 
 
@@ -155,7 +60,30 @@ def _md_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_[]<>#|" else c for c in text)
 
 
-def find(history: Sequence[HistoryEntry] | None, index: int | None) -> HistoryEntry | None:
-    if history is None or index is None or not 0 <= index < len(history):
+def gallery_value(
+    items: Sequence[LibraryItem], registry: ModeRegistry
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The items the strip can show (their ids, in order) and the gallery's value."""
+    ids, shown = [], []
+    for item in items:
+        try:
+            shown.append((served(item.thumb), caption(item, title_of(registry, item.mode))))
+        except OSError as exc:      # pruned or deleted since it was listed
+            log.info("history: %s not shown: %s", item.id, exc)
+            continue
+        ids.append(item.id)
+    return ids, shown
+
+
+async def history_of(library: Library, visitor: Visitor, page: Page,
+                     registry: ModeRegistry) -> list[tuple[str, str]] | None:
+    """The history strip's value for this page (and remember what it lists, for a click)."""
+    try:
+        listed = await library.page(
+            visitor.owner, ItemQuery(limit=HISTORY_SIZE, count_total=False))
+    except LibraryError as exc:
+        log.warning("history unavailable: %s (%s)", exc.message, exc.detail)
+        gr.Warning(exc.message)
         return None
-    return history[index]
+    page.history, shown = gallery_value(listed.items, registry)
+    return shown

@@ -19,22 +19,16 @@ from backend.limits import Knob
 from backend.modes import ModeInput, ModeRegistry, ModeSpec
 from backend.requests import RequestBase
 from ui.imaging import MASK_ALPHA, MASK_RGB
+from ui.live import IDLE_STATUS
+from ui.upload import StudioImage
 
 log = logging.getLogger(__name__)
 Spec = ModeSpec[RequestBase]
 
 
-def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> gr.Image:
-    """An image input whose handler gets the uploaded file's path, unopened.
-
-    Stock gr.Image decodes in Gradio's preprocess, before the studio sees the file: an
-    unreadable upload ends in Gradio's generic error (with a server path), and a large PNG
-    is fully decoded before the pixel limit is checked. Here the handler reads the bytes and
-    the backend's decode_image checks the header first and words the refusal.
-    The override is per instance: a gr.Image subclass would make Gradio write a .pyi stub
-    next to this module on import.
-    """
-    image = gr.Image(
+def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> StudioImage:
+    """An image input whose handler gets the uploaded file's path, unopened (ui/upload.py)."""
+    return StudioImage(
         label=label,
         type="filepath",
         image_mode=None,
@@ -43,29 +37,42 @@ def upload_image(elem_id: str, label: str, height: int, **kwargs: Any) -> gr.Ima
         elem_id=elem_id,
         **kwargs,
     )
-    stock = image.preprocess
-
-    def path_of_upload(payload: Any) -> Any:
-        if payload is None:
-            return None
-        path = getattr(payload, "path", None)   # Gradio's ImageData (not ours)
-        if path:
-            return str(path)
-        return stock(payload)  # a data: URL (rare): let Gradio decode it
-
-    image.preprocess = path_of_upload  # type: ignore[method-assign]
-    return image
 
 
 BRUSH_COLOUR = (f"rgb({MASK_RGB[0]}, {MASK_RGB[1]}, {MASK_RGB[2]})", round(MASK_ALPHA / 255, 2))
 
 
-def mask_editor(elem_id: str, label: str, height: int = 440) -> gr.ImageEditor:
-    """A picture with one fixed mask layer to paint on. The canvas takes the image's own size
-    (fixed_canvas=False) and cannot be cropped or resized, so the mask lines up pixel for
-    pixel with the picture the request sends."""
+# Copies a value between two components in the browser (no server round trip).
+COPY_JS = "(value) => value"
+
+
+@dataclass
+class MaskEditor:
+    """A picture with one fixed mask layer to paint on, and its two hidden twins.
+
+    Gradio's page asks every component that was ever an input or output of a server event for
+    its value each time any event changes state (every progress update of every run), and an
+    ImageEditor answers by uploading its picture, layer and composite again: one Generate
+    with a painted Inpaint editor made hundreds of uploads and Stop took 13-20 s. So the editor
+    itself is never an input or output of a server event: a click that needs its value first
+    copies it into `sent` in the browser (`relay`), and the server reads `sent`; a handler that
+    changes the picture writes `shown`, which the browser copies into the editor. The twins are
+    invisible (never mounted), so the page never asks them for anything.
+    """
+
+    editor: gr.ImageEditor
+    sent: gr.ImageEditor
+    shown: gr.ImageEditor
+
+    def relay(self, trigger: Any) -> gr.events.Dependency:
+        """`trigger` (a component's event listener, e.g. `button.click`) copies the editor's
+        value into `sent`; chain the server handler with `.then(fn, inputs=[sent…])`."""
+        return trigger(None, self.editor, self.sent, js=COPY_JS, queue=False,
+                       api_visibility="private", trigger_mode="multiple")
+
+
+def _editor(**kwargs: Any) -> gr.ImageEditor:
     return gr.ImageEditor(
-        label=label,
         type="pil",
         image_mode="RGBA",
         format="png",
@@ -78,9 +85,19 @@ def mask_editor(elem_id: str, label: str, height: int = 440) -> gr.ImageEditor:
         ),
         eraser=gr.Eraser(default_size="auto"),
         fixed_canvas=False,
-        height=height,
-        elem_id=elem_id,
+        **kwargs,
     )
+
+
+def mask_editor(elem_id: str, label: str, height: int = 440) -> MaskEditor:
+    """The canvas takes the image's own size (fixed_canvas=False) and cannot be cropped or
+    resized, so the mask lines up pixel for pixel with the picture the request sends."""
+    editor = _editor(label=label, height=height, elem_id=elem_id,
+                     elem_classes=["mask-editor"])
+    twins = MaskEditor(editor, _editor(visible=False), _editor(visible=False))
+    twins.shown.change(None, twins.shown, editor, js=COPY_JS, queue=False,
+                       api_visibility="private")
+    return twins
 
 
 @dataclass
@@ -94,6 +111,9 @@ class Advanced:
     negative: gr.Textbox | None = None
     steps: gr.Slider | None = None
     cfg: gr.Slider | None = None
+    batch: gr.Radio | None = None       # images per run (modes with a sampler)
+    reuse: gr.Button | None = None      # "reuse this seed" / "random": explicit, beside the seed
+    random: gr.Button | None = None
 
     def fields(self) -> dict[str, gr.components.Component]:
         """The knobs by the name the run reads them by (ui/tabspec.py COMMON_FIELDS)."""
@@ -150,8 +170,13 @@ def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
     """Call inside the tab's `gr.Accordion("Advanced")`, after the tab's own knobs."""
     mode = spec.name
     defaults = spec.family.sampler(ctx.settings) if spec.family.sampler is not None else None
-    negative = None
+    negative = batch = reuse = random = None
     if defaults is not None:
+        batch = gr.Radio(
+            list(range(limits.BATCH.low, limits.BATCH.high + 1)), value=limits.BATCH.low,
+            label="Images per run", info="Consecutive seeds; pick one from the grid",
+            elem_id=f"{mode}_batch", elem_classes=["batch-radio"],
+        )
         negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{mode}_negative")
     with gr.Row(equal_height=True):
         seed = gr.Number(
@@ -168,10 +193,16 @@ def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
             label="Random seed",
             value=True,
             scale=1,
-            min_width=120,
+            min_width=150,
             elem_id=f"{mode}_randomize",
+            elem_classes=["seed-random"],
             visible=defaults is not None,
         )
+    if defaults is not None:
+        with gr.Row(elem_classes=["seed-actions"]):
+            reuse = gr.Button("Reuse this seed", size="sm", elem_id=f"{mode}_reuse_seed")
+            random = gr.Button("Random seed each run", size="sm",
+                               elem_id=f"{mode}_random_seed")
     step_slider = cfg_slider = None
     if defaults is not None:
         with gr.Row():
@@ -186,11 +217,17 @@ def advanced_controls(ctx: StudioContext, spec: Spec) -> Advanced:
         names,
         value=names[0],
         label="Template variant",
-        info="workflows/<mode>.<variant>.json",
+        info="workflows/<mode>.<variant>.json (re-read when you open the tab)",
         elem_id=f"{mode}_variant",
         interactive=len(names) > 1,
     )
-    return Advanced(seed, randomize, variant, negative, step_slider, cfg_slider)
+    quiet: dict[str, Any] = {"queue": False, "show_progress": "hidden",
+                             "api_visibility": "private"}
+    if reuse is not None and random is not None:
+        reuse.click(lambda: False, None, randomize, **quiet)
+        random.click(lambda: True, None, randomize, **quiet)
+    return Advanced(seed, randomize, variant, negative, step_slider, cfg_slider, batch, reuse,
+                    random)
 
 
 @dataclass
@@ -217,10 +254,12 @@ def run_controls(mode: str, label: str) -> RunControls:
 @dataclass
 class OutputPanel:
     mode: str
-    status: gr.HTML
-    preview: gr.Image
-    result: gr.Image
+    status: gr.HTML                  # progress line and bar (ui/live.py), streamed by the follower
+    preview: gr.HTML                 # the live preview, inline (never written to disk)
+    result: gr.Image                 # the picked result: the library's PNG as it was saved
     info: gr.Markdown
+    grid: gr.Gallery                 # a batch's results, to pick from
+    landed: gr.Textbox               # hidden: changes when a job of the tab ends
     send: dict[str, gr.Button] = field(default_factory=dict)
     mask: gr.Image | None = None
     compare: gr.ImageSlider | None = None
@@ -235,25 +274,18 @@ def send_targets(registry: ModeRegistry) -> list[Spec]:
 def output_panel(
     mode: str, registry: ModeRegistry, *, mask_label: str | None = None, compare: bool = False
 ) -> OutputPanel:
-    """Progress host above the image so the overlay never covers the live preview."""
+    """The progress line above the picture; the live preview covers the result while a job
+    runs (CSS: `.out-stack`)."""
     status = gr.HTML(
-        "<div class='status-idle'>Ready.</div>",
+        IDLE_STATUS,
         elem_id=f"{mode}_status",
         elem_classes=["run-status"],
         padding=False,
     )
     with gr.Row(equal_height=False):
-        with gr.Column(scale=3, min_width=320):
-            preview = gr.Image(
-                label="Live preview",
-                type="pil",
-                format="png",
-                interactive=False,
-                visible=False,
-                height=520,
-                buttons=["fullscreen"],
-                elem_id=f"{mode}_preview",
-            )
+        with gr.Column(scale=3, min_width=320, elem_classes=["out-stack"]):
+            preview = gr.HTML("", elem_id=f"{mode}_preview", elem_classes=["live-preview"],
+                              padding=False)
             result = gr.Image(
                 label="Result",
                 type="filepath",
@@ -270,7 +302,7 @@ def output_panel(
             with gr.Column(scale=1, min_width=200):
                 mask = gr.Image(
                     label=mask_label,
-                    type="pil",
+                    type="filepath",
                     format="png",
                     image_mode="L",
                     interactive=False,
@@ -278,13 +310,25 @@ def output_panel(
                     buttons=["download", "fullscreen"],
                     elem_id=f"{mode}_mask_out",
                 )
+    grid = gr.Gallery(
+        label="This batch — click one to pick it (send-to and compare use the picked one)",
+        columns=4,
+        height=180,
+        allow_preview=False,
+        object_fit="cover",
+        format="png",
+        interactive=False,
+        visible=False,
+        elem_id=f"{mode}_grid",
+    )
     info = gr.Markdown("", elem_id=f"{mode}_info", elem_classes=["run-info"])
+    landed = gr.Textbox("", visible="hidden", elem_id=f"{mode}_landed")
     slider = None
     if compare:
         with gr.Accordion("Compare before / after", open=False):
             slider = gr.ImageSlider(
                 label="Before | After",
-                type="pil",
+                type="filepath",
                 format="png",
                 interactive=False,
                 max_height=520,
@@ -302,4 +346,4 @@ def output_panel(
                 min_width=60,
                 elem_id=f"{mode}_send_{target.name}",
             )
-    return OutputPanel(mode, status, preview, result, info, send, mask, slider)
+    return OutputPanel(mode, status, preview, result, info, grid, landed, send, mask, slider)

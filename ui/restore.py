@@ -1,5 +1,9 @@
-"""Bringing work back: a history click, a dropped studio PNG, or a studio PNG dropped on a
-tab's image input all restore the parameters (and images, when known) into that mode's tab.
+"""Bringing work back: a history click (a library item: its parameters and its input files), a
+dropped studio PNG, or a studio PNG dropped on a tab's image input restore the settings (and
+pictures, when known) into that mode's tab.
+
+A restore never changes "Random seed" behind the person's back: the seed field gets the
+restored seed, the message says so, and "Reuse this seed" / "Random" beside it decide.
 """
 
 from __future__ import annotations
@@ -11,23 +15,27 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from backend import limits
+from backend.library import LibraryItem
 from backend.library import png as metadata
-from backend.modes import ModeRegistry
-from ui import history as hist
-from ui.runner import editor_value, message_md
-from ui.tabspec import TabSpec
+from backend.modes import InputKind
+from ui.files import served
+from ui.history import describe, title_of
+from ui.imaging import mask_layer
+from ui.live import message_md
+from ui.pages import SessionRefused
+from ui.runner import QUIET, editor_value, visitor_of
+from ui.tabspec import Component, Shared, TabSpec
 
 log = logging.getLogger(__name__)
 
 
-def outputs_of(specs: Mapping[str, TabSpec]) -> list[Any]:
+def outputs_of(specs: Mapping[str, TabSpec]) -> list[Component]:
     """Every component a restore may touch (Gradio needs them all declared)."""
-    out: list[Any] = []
+    out: list[Component] = []
     for spec in specs.values():
         out += list(spec.settings_fields().values()) + list(spec.sources)
-        out += [spec.panel.result, spec.panel.preview, spec.panel.info, spec.controls.message]
-        if spec.advanced is not None:
-            out.append(spec.advanced.randomize)
+        out += [spec.panel.result, spec.panel.info, spec.controls.message]
         out += [c for c in (spec.panel.mask, spec.panel.compare) if c is not None]
     seen: set[int] = set()
     unique = []
@@ -38,14 +46,14 @@ def outputs_of(specs: Mapping[str, TabSpec]) -> list[Any]:
     return unique
 
 
-def _choices(component: Any) -> list[Any] | None:
+def _choices(component: Component) -> list[Any] | None:
     if not isinstance(component, gr.Dropdown) or not component.choices:
         return None
     return [c[1] if isinstance(c, tuple | list) else c for c in component.choices]
 
 
-def param_updates(spec: TabSpec, params: Mapping[str, Any]) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
+def param_updates(spec: TabSpec, params: Mapping[str, Any]) -> dict[Component, Any]:
+    out: dict[Component, Any] = {}
     for key, comp in spec.settings_fields().items():
         if key not in params:
             continue
@@ -59,64 +67,105 @@ def param_updates(spec: TabSpec, params: Mapping[str, Any]) -> dict[Any, Any]:
             log.info("restore: %s=%r is not offered here; kept the current one", key, value)
             continue
         out[comp] = value
-    if spec.advanced is not None and params.get("seed") is not None:
-        out[spec.advanced.randomize] = False  # a restored seed is meant to be reused
     return out
 
 
-def entry_updates(spec: TabSpec, entry: hist.HistoryEntry) -> dict[Any, Any]:
-    out = param_updates(spec, entry.params)
-    for i, path in enumerate(entry.sources[: len(spec.sources)]):
-        out[spec.sources[i]] = editor_value(path) if i in spec.editor_sources else path
-    out[spec.panel.result] = gr.update(value=entry.path, visible=True)
-    out[spec.panel.preview] = gr.update(visible=False)
-    out[spec.panel.info] = entry.info
-    out[spec.controls.message] = ""
+def restored_sentence(spec: TabSpec, params: Mapping[str, Any], where: str) -> str:
+    """What a restore did, in a sentence, including what happens to the seed."""
+    text = f"Restored the {spec.mode.title} settings from {where}."
+    seed = params.get("seed")
+    if spec.seeded and seed is not None:
+        text += (f" Seed {seed} is in Advanced: “Reuse this seed” repeats the picture; with "
+                 "“Random seed” checked the next run makes a new one.")
+    return text
+
+
+def source_roles(spec: TabSpec) -> list[str]:
+    """The library's input roles in the order of the tab's image slots."""
+    roles: list[str] = []
+    for inp in spec.mode.inputs:
+        if inp.kind is InputKind.IMAGE:
+            roles.append(inp.name)
+        elif inp.kind is InputKind.IMAGES:
+            roles += [f"{inp.name}{n}" for n in range(1, limits.REFERENCES.high + 1)]
+    return roles
+
+
+def item_updates(spec: TabSpec, item: LibraryItem) -> dict[Component, Any]:
+    params = item.parameters
+    out = param_updates(spec, params)
+    inputs = {stored.role: stored.path for stored in item.inputs}
+    for index, (slot, role) in enumerate(zip(spec.sources, source_roles(spec), strict=False)):
+        path = inputs.get(role)
+        if index in spec.editor_sources:
+            layer = None
+            if "mask" in inputs:
+                try:
+                    with Image.open(inputs["mask"]) as mask:
+                        layer = mask_layer(mask.convert("L"))
+                except OSError as exc:
+                    log.info("restore: the mask could not be read: %s", exc)
+            out[slot] = editor_value(served(path) if path else None, layer)
+        else:
+            out[slot] = served(path) if path else None
+    result = served(item.result)
+    out[spec.panel.result] = result
+    out[spec.panel.info] = ""
+    out[spec.controls.message] = message_md(restored_sentence(spec, params, "the history"),
+                                            "ok")
     if spec.panel.mask is not None:
-        out[spec.panel.mask] = entry.extras.get("mask")
-    if spec.panel.compare is not None and entry.sources:
-        try:
-            after = Image.open(entry.path)
-            after.load()
-            before = Image.open(entry.sources[0]).convert("RGB").resize(after.size)
-            out[spec.panel.compare] = (before, after)
-        except OSError as exc:
-            log.info("compare unavailable: %s", exc)
+        out[spec.panel.mask] = served(item.extras["mask"]) if "mask" in item.extras else None
+    if spec.panel.compare is not None:
+        first = next((inputs[r] for r in source_roles(spec) if r in inputs), None)
+        out[spec.panel.compare] = (served(first), result) if first else None
     return out
 
 
 def wire_restore(
-    registry: ModeRegistry,
+    shared: Shared,
     specs: Mapping[str, TabSpec],
     tabs: gr.Tabs,
     current_mode: gr.State,
-    history: gr.State,
     gallery: gr.Gallery,
     details: gr.Markdown,
     download: gr.DownloadButton,
     png_drop: gr.File,
 ) -> None:
+    ctx = shared.ctx
+    assert shared.browser is not None
     targets = outputs_of(specs)
     common_out = [*targets, tabs, current_mode, details, download]
-    known = registry.parameter_names()
+    known = ctx.registry.parameter_names()
 
-    def on_select(entries: list[hist.HistoryEntry] | None, evt: gr.SelectData) -> dict[Any, Any]:
-        entry = hist.find(entries, evt.index)
-        if entry is None or entry.mode not in specs:
-            return {details: "That picture is no longer in this session's history."}
-        out = entry_updates(specs[entry.mode], entry)
+    async def on_select(browser: object, evt: gr.SelectData,
+                        request: gr.Request) -> dict[Component, Any]:
+        visitor = visitor_of(shared, request, browser)
+        try:
+            page = shared.pages.enter(visitor)
+        except SessionRefused as exc:
+            return {details: message_md(exc.message, "error")}
+        index = evt.index if isinstance(evt.index, int) else -1
+        item_id = page.history[index] if 0 <= index < len(page.history) else None
+        item = await ctx.library.get(visitor.owner, item_id) if item_id else None
+        gone = {details: "That picture is no longer in the library."}
+        if item is None or item.mode not in specs:
+            return gone
+        try:
+            out = item_updates(specs[item.mode], item)
+        except OSError as exc:          # its files went (pruned, deleted) after the listing
+            log.info("restore: %s: %s", item.id, exc)
+            return gone
         out.update({
-            tabs: gr.Tabs(selected=entry.mode),
-            current_mode: entry.mode,
-            details: hist.describe(entry),
-            download: gr.update(value=entry.path, visible=True),
+            tabs: gr.Tabs(selected=item.mode),
+            current_mode: item.mode,
+            details: describe(item, title_of(ctx.registry, item.mode)),
+            download: gr.update(value=served(item.result), visible=True),
         })
         return out
 
-    gallery.select(on_select, [history], common_out, show_progress="hidden",
-                   api_visibility="private")
+    gallery.select(on_select, [shared.browser], common_out, **QUIET)
 
-    def on_png(path: str | None) -> dict[Any, Any]:
+    def on_png(path: str | None) -> dict[Component, Any]:
         if not path:
             return {details: gr.skip()}  # never {}: Gradio reads an empty dict as one value
         params = metadata.read_parameters(path, known)
@@ -124,22 +173,19 @@ def wire_restore(
             return {details: message_md(
                 "No Banana Studio parameters in that file (only PNGs saved by the studio carry "
                 "them).", "warn")}
-        mode = params["mode"]
-        out = param_updates(specs[mode], params)
+        mode = str(params["mode"])
         spec = specs[mode]
+        out = param_updates(spec, params)
+        sentence = restored_sentence(spec, params, "the PNG")
         out.update({
             tabs: gr.Tabs(selected=mode),
             current_mode: mode,
-            details: message_md(
-                f"Restored the {spec.mode.title} settings from the PNG"
-                + (f" (seed {params['seed']})." if params.get("seed") is not None else "."),
-                "ok"),
-            spec.controls.message: "",
+            details: message_md(sentence, "ok"),
+            spec.controls.message: message_md(sentence, "ok"),
         })
         return out
 
-    png_drop.upload(on_png, [png_drop], common_out, show_progress="hidden",
-                    api_visibility="private")
+    png_drop.upload(on_png, [png_drop], common_out, **QUIET)
 
     # A studio PNG dropped on a tab's own image input brings that tab's settings with it.
     for spec in specs.values():
@@ -147,15 +193,14 @@ def wire_restore(
             continue
         source = spec.sources[0]
 
-        def on_upload(path: str | None, _spec: TabSpec = spec) -> dict[Any, Any]:
+        def on_upload(path: str | None, _spec: TabSpec = spec) -> dict[Component, Any]:
             params = metadata.read_parameters(path, known) if path is not None else None
-            if not params or params.get("mode") != _spec.mode:
+            if not params or params.get("mode") != _spec.name:
                 return {_spec.controls.message: gr.skip()}
             out = param_updates(_spec, params)
             out[_spec.controls.message] = message_md(
-                "This PNG came from the studio: its settings were restored.", "ok")
+                restored_sentence(_spec, params, "the PNG you added"), "ok")
             return out
 
-        source.upload(on_upload, [source], list(spec.settings_fields().values()) + (
-            [spec.advanced.randomize] if spec.advanced is not None else []
-        ) + [spec.controls.message], show_progress="hidden", api_visibility="private")
+        source.upload(on_upload, [source], [*spec.settings_fields().values(),
+                                            spec.controls.message], **QUIET)

@@ -1,64 +1,49 @@
-"""The one run loop every tab uses, plus the Stop and send-to wiring.
+"""Running a tab: Run hands the job (or a batch) to the desk and returns at once; the page's
+follower (ui/follow.py) streams its progress; when it ends, the tab's `landed` token changes
+and `show_landed` puts the results in the tab (from the library's PNG, or the picture itself
+when it could not be kept). Stop stops the tab's running job by id and says what happened.
 
-A tab describes itself with a `TabSpec` (ui/tabspec.py: its controls by name, and how they
-become the typed request); `wire_run` turns `ctx.studio.run(request)` events into UI updates:
-Queued → queue position, Progress → the bar (drawn on the status strip, never on the
-preview), Preview → live image, Finished → result + info + history, Failed → a message in
-the tab. Closing the event iterator is what cancels the job in ComfyUI, so it happens in a
-`finally` that Stop (CancelledError) and a closed browser tab (GeneratorExit) both reach.
+Every handler here is quick: none waits for a job. Stop and the grid's pick skip Gradio's
+queue (`QUIET`); Run and the landed results go through it without a limit (`QUICK`), because
+only queued events can show a toast (gr.Warning).
 """
 
 from __future__ import annotations
 
-import asyncio
-import html
+import dataclasses
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from backend.events import Failed, Finished, Preview, Progress, Queued, Started
-from backend.operations.images import decode_image
+from backend import limits
+from backend.desk import Job, JobState, Saved
+from backend.events import Failed, Finished
+from backend.library import LibraryItem
 from backend.redaction import scrub
-from backend.requests import ImageInput, InvalidRequest
-from ui import history as hist
-from ui.tabspec import Built, Component, Shared, TabSpec, Values, fields_of
+from backend.requests import InvalidRequest, RequestBase
+from backend.scheduler import QueueFull
+from ui.files import served
+from ui.follow import Follower
+from ui.identity import Visitor, visitor_for
+from ui.live import info_line, message_md, status_html
+from ui.pages import SessionRefused, Shown, TabState
+from ui.tabspec import Component, Shared, TabSpec, fields_of
 
 log = logging.getLogger(__name__)
 
-# Jobs wait in ComfyUI's queue (where the sidebar shows them), not in Gradio's: a few per
-# process in flight is cheap (each one only awaits websocket events).
-RUN_CONCURRENCY = 8
-RUN_CONCURRENCY_ID = "comfy"
-GB = 1024**3
 Updates = dict[Component, Any]
+QUIET: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+QUICK: dict[str, Any] = {"concurrency_limit": None, "show_progress": "hidden",
+                         "api_visibility": "private"}
 
 
 def redact(text: str, comfy_url: str) -> str:
     """The browser never learns ComfyUI's address, whatever an error message says."""
     return scrub(text, comfy_url).replace("ComfyUI at ComfyUI", "ComfyUI")
-
-
-def status_html(text: str, kind: str = "idle") -> str:
-    return f"<div class='status-{kind}'>{html.escape(text)}</div>"
-
-
-def message_md(text: str, kind: str = "error") -> str:
-    return f"<div class='msg msg-{kind}'>{html.escape(text)}</div>"
-
-
-def info_line(ev: Finished, image: Image.Image, elapsed: float, seeded: bool = True) -> str:
-    secs = ev.timings.get("total_s", elapsed)
-    parts = [f"Seed **{ev.seed}**"] if seeded else ["Done"]
-    parts += [f"{image.width}×{image.height}", f"{secs:.1f} s"]
-    parts.append("models had to load (+5–10 s)" if ev.models_loaded else "models were warm")
-    notes = " ".join(ev.notes)
-    return " · ".join(parts) + (f"  \n{notes}" if notes else "")
 
 
 def fit_warning(shared: Shared, tab: TabSpec) -> str | None:
@@ -72,235 +57,284 @@ def fit_warning(shared: Shared, tab: TabSpec) -> str | None:
     return f"{tab.mode.title} may not fit in free VRAM: {status.note}."
 
 
-def _progress_desc(ev: Progress) -> str:
-    label = ev.node_label or "Working"
-    eta = ev.eta_s
-    return f"{label} · ~{eta:.0f} s left" if eta is not None and eta > 0 else label
+def batch_of(request: RequestBase, count: int) -> list[RequestBase]:
+    """`count` copies with consecutive seeds (from the asked seed, or a random one)."""
+    if count <= 1:
+        return [request]
+    high = limits.MAX_SEED - count + 1
+    base = request.seed if request.seed is not None else secrets.randbelow(high + 1)
+    base = min(base, high)
+    return [dataclasses.replace(request, seed=base + i) for i in range(count)]
 
 
-async def run_job(
-    shared: Shared,
-    tab: TabSpec,
-    values: Values,
-    history: list[hist.HistoryEntry] | None,
-    progress: gr.Progress,
-    session: str | None,
-) -> AsyncIterator[Updates]:
-    """The shared loop: one request, its events, the tab's updates."""
-    ctx, panel, msg = shared.ctx, tab.panel, tab.controls.message
-    started = time.monotonic()
+def batch_count(value: object) -> int:
     try:
-        built = tab.build(values)
-    except InvalidRequest as exc:
-        yield {msg: message_md(exc.message, "error"), panel.status: status_html("Not started.")}
-        return
+        count = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 1
+    return max(limits.BATCH.low, min(limits.BATCH.high, count))
+
+
+def visitor_of(shared: Shared, request: gr.Request, browser_id: object) -> Visitor:
+    return visitor_for(shared.ctx.settings.library, request, browser_id)
+
+
+def tab_jobs(shared: Shared, visitor: Visitor, mode: str) -> list[Job]:
+    """The person's active UI jobs in this tab (this page's owner), oldest first."""
+    return [j for j in shared.ctx.desk.active(visitor.person, mode)
+            if j.ticket.who.owner == visitor.owner and j.ticket.who.surface == "ui"]
+
+
+# -- Run ----------------------------------------------------------------------------------------
+async def submit(
+    shared: Shared, tab: TabSpec, values: Mapping[Component, Any], request: gr.Request
+) -> Updates:
+    ctx, panel, msg = shared.ctx, tab.panel, tab.controls.message
+    browser = values.get(shared.browser) if shared.browser is not None else None
+    visitor = visitor_of(shared, request, browser)
+    try:
+        page = shared.pages.enter(visitor)
+    except SessionRefused as exc:
+        return {msg: message_md(exc.message, "error")}
+    view = page.tab(tab.name).view
+    try:
+        built = tab.build(fields_of(tab.fields, values))
+        count = batch_count(values.get(tab.advanced.batch)) if (
+            tab.advanced is not None and tab.advanced.batch is not None) else 1
+        jobs = ctx.desk.submit_many(batch_of(built.request, count), visitor.who)
+    except (InvalidRequest, QueueFull) as exc:
+        if not view.busy:
+            view.status = status_html("Not started.", "error")
+        return {msg: message_md(redact(exc.message, ctx.settings.comfy_url), "error"),
+                panel.status: view.status}
+    page.submitted.update(job.id for job in jobs)
+    view.busy = True
+    if len(tab_jobs(shared, visitor, tab.name)) == len(jobs):
+        view.status = status_html("Sending…", "busy")
+    for other in shared.pages.of_person(visitor.person):
+        other.wake()
     warning = fit_warning(shared, tab)
     if warning:
         gr.Warning(warning)
-    yield {
+    return {
         **built.updates,
         msg: message_md(warning, "warn") if warning else "",
-        panel.status: status_html("Sending to ComfyUI…", "busy"),
-        panel.preview: gr.update(value=None, visible=True),
-        panel.result: gr.update(visible=False),
+        panel.info: "",              # the previous run's line would read as this one's
+        panel.status: view.status,
+        tab.controls.run: "Queue",
     }
-    events = ctx.studio.run(built.request, surface="ui")
-    job = uuid.uuid4().hex
-    try:
-        async for ev in events:
-            if isinstance(ev, Queued):
-                shared.sessions.add(session, job, ev.prompt_id, tab.name, ev.position)
-                # position = prompts ahead of this one (0: next or running).
-                where = f"Queued (position {ev.position + 1})"
-                progress(0.0, desc=where)
-                yield {panel.status: status_html(where, "busy")}
-            elif isinstance(ev, Started):
-                text = "Loading models (5–10 s)…" if ev.loading_models else "Running…"
-                progress(0.0, desc=text)
-            elif isinstance(ev, Progress):
-                if ev.total:
-                    progress((ev.step, ev.total), desc=_progress_desc(ev), unit="steps")
-                else:
-                    progress(ev.fraction, desc=_progress_desc(ev))
-            elif isinstance(ev, Preview):
-                yield {panel.preview: ev.image}
-            elif isinstance(ev, Finished):
-                async for update in _finished(shared, tab, built, ev, history, started):
-                    yield update
-            elif isinstance(ev, Failed):
-                yield _failed(shared, tab, ev)
-    except Exception as exc:  # a bug of ours: say so in the tab, keep the trace in the log
-        log.exception("%s run failed inside the studio", tab.name)
-        text = f"The studio hit an internal error ({type(exc).__name__}); the server log has details."
-        yield _failed(shared, tab, Failed(text, "", "execution"))
-    finally:
-        # Stop (CancelledError) and tab close (GeneratorExit) land here: closing the
-        # iterator interrupts the prompt if it runs and deletes it if it waits.
-        try:
-            await events.aclose()
-        finally:
-            shared.sessions.discard(session, job)
 
 
-async def _finished(
-    shared: Shared,
-    tab: TabSpec,
-    built: Built,
-    ev: Finished,
-    history: list[hist.HistoryEntry] | None,
-    started: float,
-) -> AsyncIterator[Updates]:
-    panel = tab.panel
-    if not ev.images:
-        yield _failed(shared, tab, Failed("ComfyUI finished without an image.", "", "execution"))
-        return
-    first = ev.images[0]
-    params = {**built.params, "mode": tab.name, "seed": ev.seed}
-    params.update(width=first.width, height=first.height)
-    seeded = tab.advanced is not None and tab.advanced.steps is not None
-    info = info_line(ev, first, time.monotonic() - started, seeded)
-    # PNG encoding and decoding take a while on big pictures: off the event loop, which
-    # serves every open page's progress and previews.
-    saved = await asyncio.to_thread(
-        _save_outputs, shared.store, tab, ev, params, info, built.sources,
-        shared.ctx.settings.max_input_pixels,
-    )
-    new_history = history
-    for entry in saved.entries:
-        new_history = hist.add_entry(new_history, entry)
-    paths = [e.path for e in saved.entries]
-    more = f" · {len(paths)} images (all in History)" if len(paths) > 1 else ""
-    update: Updates = {
-        panel.preview: gr.update(visible=False),
-        panel.result: gr.update(value=paths[0], visible=True),
-        panel.info: info + more,
-        panel.status: status_html("Done.", "done"),
-        tab.controls.message: "",
-    }
-    if shared.history is not None and shared.gallery is not None:
-        update[shared.history] = new_history
-        update[shared.gallery] = hist.gallery_items(new_history)
-    if tab.advanced is not None:
-        update[tab.advanced.seed] = ev.seed
-    if panel.mask is not None:
-        update[panel.mask] = ev.extras.get("mask")
-    if panel.compare is not None and saved.before is not None:
-        update[panel.compare] = (saved.before, first)
-    yield update
+# -- Stop ---------------------------------------------------------------------------------------
+def stop(shared: Shared, tab: TabSpec, browser: object, request: gr.Request) -> str:
+    """Stop the tab's running job (else its next waiting one), and the rest of its batch."""
+    visitor = visitor_of(shared, request, browser)
+    jobs = tab_jobs(shared, visitor, tab.name)
+    if not jobs:
+        return message_md("Nothing to stop: no job of yours is running in this tab.", "info")
+    target = next((j for j in jobs if j.state is JobState.RUNNING), jobs[0])
+    result = shared.ctx.desk.stop(visitor.person, target.id)
+    text = result.value
+    if target.ticket.batch is not None:
+        rest = [j for j in jobs if j is not target and j.ticket.batch == target.ticket.batch]
+        for job in rest:
+            shared.ctx.desk.stop(visitor.person, job.id)
+        if rest:
+            text += f" The {len(rest)} waiting picture{'s' if len(rest) > 1 else ''} of this " \
+                    "batch will not be made."
+    return message_md(text, "info")
 
 
-@dataclass(frozen=True)
-class _Saved:
-    entries: tuple[hist.HistoryEntry, ...]
-    before: Image.Image | None      # the first input at the result's size, for the slider
+# -- a job ended: its results in the tab ------------------------------------------------------
+async def ended(job: Job) -> tuple[Finished | None, Saved | None, Failed | None]:
+    finished = saved = failed = None
+    if not job.done:
+        return None, None, None
+    async for event in job.events():
+        if isinstance(event, Finished):
+            finished = event
+        elif isinstance(event, Saved):
+            saved = event
+        elif isinstance(event, Failed):
+            failed = event
+    return finished, saved, failed
 
 
-def _save_outputs(
-    store: hist.ResultStore,
-    tab: TabSpec,
-    ev: Finished,
-    params: Mapping[str, object],
-    info: str,
-    inputs: Sequence[ImageInput],
-    max_pixels: int,
-) -> _Saved:
-    mode = tab.name
-    decoded = []
-    for item in inputs:
-        try:  # the backend accepted these already; decode again only for display
-            decoded.append(decode_image(item, max_pixels=max_pixels))
-        except InvalidRequest as exc:
-            log.info("input not kept for history: %s", exc.message)
-    sources = tuple(str(store.save_plain(image, f"input-{mode}")) for image in decoded)
-    extras = {k: str(store.save_plain(v, k)) for k, v in ev.extras.items()}
-    entries = []
-    for image in ev.images:
-        path = str(store.save_result(image, params, ev.workflow))
-        entries.append(hist.HistoryEntry(
-            id=path, mode=mode, title=tab.mode.title, path=path, params=params, sources=sources,
-            extras=extras, info=info, created=time.time(), thumb=str(store.save_thumb(image)),
+def shown_of(job: Job, finished: Finished | None, saved: Saved | None,
+             seeded: bool) -> list[Shown]:
+    """The job's pictures as the tab shows them: the library's files when it kept them."""
+    items: tuple[LibraryItem, ...] = saved.items if saved is not None else ()
+    out: list[Shown] = []
+    images = finished.images if finished is not None else []
+    for number, item in enumerate(items):
+        image = images[number] if number < len(images) else None
+        info = info_line(finished, image, seeded) if finished is not None and image else ""
+        out.append(Shown(
+            job.id, served(item.result), served(item.thumb), info,
+            item.seed if item.seed is not None else 0, item.id,
+            served(item.extras["mask"]) if "mask" in item.extras else None,
+            served(item.inputs[0].path) if item.inputs else None,
         ))
-    first = ev.images[0]
-    before = decoded[0].convert("RGB").resize(first.size) if decoded else None
-    return _Saved(tuple(entries), before)
+    if not out and finished is not None:       # not kept (Saved.warning): the pictures
+        for image in finished.images:
+            mask = finished.extras.get("mask")
+            out.append(Shown(job.id, image, image, info_line(finished, image, seeded),
+                             finished.seed, None, mask))
+    return out
 
 
-def _failed(shared: Shared, tab: TabSpec, ev: Failed) -> Updates:
-    text = redact(ev.message or "The job failed.", shared.ctx.settings.comfy_url)
-    if ev.kind != "invalid_input":
-        log.info("%s job failed (%s): %s | %s", tab.name, ev.kind, ev.message, ev.detail)
-        if ev.kind != "interrupted":
-            gr.Warning(text)
-    kind = "info" if ev.kind == "interrupted" else "error"
-    return {
-        tab.controls.message: message_md(text, kind),
-        tab.panel.status: status_html("Stopped." if ev.kind == "interrupted" else "Failed.", kind),
-        tab.panel.preview: gr.update(visible=False),
-        tab.panel.result: gr.update(visible=True),
+def results_update(tab: TabSpec, state: TabState) -> Updates:
+    """The tab's result area for its latest batch and the picked picture."""
+    panel = tab.panel
+    if not state.shown:
+        return {}
+    picked = state.shown[min(state.picked, len(state.shown) - 1)]
+    several = state.batch is not None
+    info = picked.info
+    if several:
+        info = f"Picture {state.picked + 1} of {len(state.shown)} · {info}"
+    out: Updates = {
+        panel.result: picked.result,
+        panel.info: info,
+        panel.grid: gr.update(
+            value=[(s.thumb, f"Seed {s.seed}") for s in state.shown] if several else None,
+            visible=several, selected_index=state.picked if several else None,
+        ),
     }
+    if tab.seeded and tab.advanced is not None:
+        out[tab.advanced.seed] = picked.seed
+    if panel.mask is not None:
+        out[panel.mask] = picked.mask
+    if panel.compare is not None:
+        out[panel.compare] = (picked.before, picked.result) if picked.before else None
+    return out
 
 
-def wire_run(shared: Shared, tab: TabSpec) -> gr.events.Dependency:
-    """Connect the run and Stop buttons of one tab to the shared loop; returns the run event.
+async def show_landed(
+    shared: Shared, tab: TabSpec, token: str, browser: object, request: gr.Request
+) -> Updates:
+    msg = tab.controls.message
+    visitor = visitor_of(shared, request, browser)
+    try:
+        page = shared.pages.enter(visitor)
+    except SessionRefused as exc:
+        return {msg: message_md(exc.message, "error")}
+    job = shared.ctx.desk.find(visitor.person, (token or "").split(":", 1)[0])
+    if job is None or job.ticket.who.owner != visitor.owner:
+        return {msg: gr.skip()}
+    finished, saved, failed = await ended(job)
+    if failed is not None:
+        return {msg: failure_message(shared, failed)}
+    state = page.tab(tab.name)
+    batch = job.ticket.batch
+    if batch is None:
+        state.batch, state.picked = None, 0
+        state.shown = shown_of(job, finished, saved, tab.seeded)
+    else:
+        # Every finished picture of the batch so far: a change event runs with the newest
+        # token only, so earlier landings may never have been shown one by one.
+        if state.batch != batch:
+            state.batch, state.picked = batch, 0
+        state.shown = []
+        siblings = [j for j in shared.ctx.desk.jobs(visitor.person) if j.ticket.batch == batch
+                    and j.state is JobState.FINISHED]
+        for sibling in sorted(siblings, key=lambda j: j.ticket.index):
+            sibling_end = await ended(sibling)
+            state.shown += shown_of(sibling, sibling_end[0], sibling_end[1], tab.seeded)[:1]
+    if not state.shown:
+        return {msg: message_md("ComfyUI finished without an image.", "error")}
+    out = results_update(tab, state)
+    warning = saved.warning if saved is not None else None
+    out[msg] = message_md(warning, "warn") if warning else ""
+    return out
 
-    The inputs are a set (the field table's components and the history state): Gradio hands
-    the handler one dict keyed by component, which `fields_of` turns into values by name."""
-    assert shared.history is not None and shared.gallery is not None
-    history_state = shared.history
+
+def failure_message(shared: Shared, failed: Failed) -> str:
+    text = redact(failed.message or "The job failed.", shared.ctx.settings.comfy_url)
+    if failed.kind == "interrupted":
+        return message_md(text, "info")
+    if failed.kind != "invalid_input":
+        log.info("job failed (%s): %s | %s", failed.kind, failed.message, failed.detail)
+        gr.Warning(text)
+    return message_md(text, "error")
+
+
+def pick(shared: Shared, tab: TabSpec, browser: object, evt: gr.SelectData,
+         request: gr.Request) -> Updates:
+    """A picture picked from the batch grid becomes the tab's result (send-to and compare use
+    it)."""
+    visitor = visitor_of(shared, request, browser)
+    try:
+        page = shared.pages.enter(visitor)
+    except SessionRefused as exc:
+        return {tab.controls.message: message_md(exc.message, "error")}
+    state = page.tab(tab.name)
+    index = evt.index if isinstance(evt.index, int) else 0
+    if not 0 <= index < len(state.shown):
+        return {tab.controls.message: gr.skip()}
+    state.picked = index
+    out = results_update(tab, state)
+    out.pop(tab.panel.grid, None)       # the grid already shows the pick
+    return out
+
+
+# -- wiring -------------------------------------------------------------------------------------
+def wire_run(shared: Shared, tab: TabSpec, follower: Follower) -> None:
+    """Run (submit, then follow), Stop, the landed results and the batch grid of one tab."""
+    assert shared.browser is not None
+    browser = shared.browser
     panel, controls = tab.panel, tab.controls
-    outputs: list[Component] = [
-        panel.status, panel.preview, panel.result, panel.info, controls.message,
-        shared.history, shared.gallery,
-    ]
+    inputs: set[Component] = {*tab.fields.values(), browser}
+    if tab.advanced is not None and tab.advanced.batch is not None:
+        inputs.add(tab.advanced.batch)
+    outputs = [controls.message, panel.info, panel.status, controls.run, *tab.extra_outputs]
+
+    async def on_submit(values: dict[Component, Any], request: gr.Request) -> Updates:
+        return await submit(shared, tab, values, request)
+
+    # One at a time per tab, in the order clicked (Gradio would run them side by side and its
+    # threads could swap two quick clicks); each takes milliseconds.
+    in_order = {**QUICK, "concurrency_limit": 1, "concurrency_id": f"submit-{tab.name}"}
+    if tab.editor is not None:      # the editor's value is copied first (ui/layout.MaskEditor)
+        started = tab.editor.relay(controls.run.click).then(
+            on_submit, inputs=inputs, outputs=outputs, **in_order)
+    else:
+        started = controls.run.click(on_submit, inputs=inputs, outputs=outputs,
+                                     trigger_mode="multiple", **in_order)
+    started.then(follower.stream, [browser], follower.outputs, show_progress="hidden",
+                 concurrency_limit=None, api_visibility="private")
+
+    async def on_stop(browser_id: object, request: gr.Request) -> str:
+        return stop(shared, tab, browser_id, request)   # on the loop: the desk lives there
+
+    controls.stop.click(on_stop, [browser], [controls.message], **QUIET)
+
+    landed_outputs = [controls.message, panel.result, panel.info, panel.grid]
     if tab.advanced is not None:
-        outputs.append(tab.advanced.seed)
-    outputs += [c for c in (panel.mask, panel.compare) if c is not None]
-    outputs += tab.extra_outputs
+        landed_outputs.append(tab.advanced.seed)
+    landed_outputs += [c for c in (panel.mask, panel.compare) if c is not None]
 
-    async def handler(
-        values: dict[Component, Any], request: gr.Request, progress: gr.Progress = gr.Progress()  # noqa: B008
-    ) -> AsyncIterator[Updates]:
-        history = values.get(history_state)
-        async for update in run_job(
-            shared, tab, fields_of(tab.fields, values), history, progress, request.session_hash
-        ):
-            yield update
+    async def on_landed(token: str, browser_id: object, request: gr.Request) -> Updates:
+        return await show_landed(shared, tab, token, browser_id, request)
 
-    event = controls.run.click(
-        handler,
-        inputs={*tab.fields.values(), history_state},
-        outputs=outputs,
-        show_progress="full",
-        show_progress_on=[panel.status],
-        concurrency_limit=RUN_CONCURRENCY,
-        concurrency_id=RUN_CONCURRENCY_ID,
-        api_visibility="private",
-    )
+    panel.landed.change(on_landed, [panel.landed, browser], landed_outputs, **QUICK)
 
-    def on_stop() -> Updates:
-        return {
-            panel.status: status_html("Stopped.", "info"),
-            controls.message: message_md("Stopped — the job was cancelled in ComfyUI.", "info"),
-            panel.preview: gr.update(visible=False),
-            panel.result: gr.update(visible=True),
-        }
+    async def on_pick(browser_id: object, evt: gr.SelectData, request: gr.Request) -> Updates:
+        return pick(shared, tab, browser_id, evt, request)
 
-    controls.stop.click(
-        on_stop,
-        outputs=[panel.status, controls.message, panel.preview, panel.result],
-        cancels=[event],
-        queue=False,
-        api_visibility="private",
-    )
-    return event
+    panel.grid.select(on_pick, [browser], landed_outputs, **QUIET)
 
 
-def editor_value(path: str | None) -> dict[str, Any] | None:
-    return None if path is None else {"background": path, "layers": [], "composite": None}
+def editor_value(path: str | None, layer: Image.Image | None = None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    return {"background": path, "layers": [layer] if layer is not None else [],
+            "composite": None}
 
 
 def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: gr.State) -> None:
-    """Each tab's "Send result to" buttons put the result in the target's first image slot."""
+    """Each tab's "Send result to" buttons put the (picked) result in the target's first image
+    slot."""
     for tab in tabs_by_mode.values():
         for target, button in tab.panel.send.items():
             dest = tabs_by_mode.get(target)
@@ -315,10 +349,6 @@ def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: 
                     return gr.skip(), gr.skip(), gr.skip()
                 return (editor_value(path) if _e else path), gr.Tabs(selected=_t), _t
 
-            button.click(
-                send,
-                inputs=[tab.panel.result],
-                outputs=[dest.sources[0], tabs, current_mode],
-                queue=False,
-                api_visibility="private",
-            )
+            button.click(send, inputs=[tab.panel.result],
+                         outputs=[dest.sources[0], tabs, current_mode], **QUICK)
+

@@ -1,8 +1,10 @@
-"""The sidebar: ComfyUI status, VRAM/RAM, the queue (and where this session's jobs are),
-loaded models, per-mode readiness and fit, Free VRAM and Warm up.
+"""The sidebar: ComfyUI status, VRAM/RAM, whether previews are on, the queue (and where the
+person's jobs are), loaded models, per-mode readiness and fit, Free VRAM and Warm up.
 
-The 2 s timer only reads `ctx.monitor.snapshot()` (the one shared poller's latest answer),
-off the queue, so a hundred open pages cost ComfyUI nothing extra and never wait behind jobs.
+The 2 s timer only reads `ctx.monitor.snapshot()` (the one shared poller's latest answer) and
+the desk's in-memory list of the person's jobs, off the queue, so a hundred open pages cost
+ComfyUI nothing extra and never wait behind jobs. The same tick refreshes the queue strip and
+the one-line status narrow screens show instead of the sidebar.
 """
 
 from __future__ import annotations
@@ -10,18 +12,24 @@ from __future__ import annotations
 import html
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gradio as gr
 
 from backend.context import StudioContext
+from backend.desk import JobState, JobView
 from backend.modes import ModeRegistry
 from backend.monitor import MonitorSnapshot
 from backend.redaction import scrub
 from backend.warmup import WarmupResult, warm_up
-from ui.runner import RUN_CONCURRENCY, RUN_CONCURRENCY_ID, redact
-from ui.session import SessionJob, SessionJobs
+from ui.follow import Follower
+from ui.identity import visitor_for
+from ui.live import phone_line
+from ui.runner import redact
+
+# Warm-up jobs wait for ComfyUI like runs do; a few at once per process.
+WARM_CONCURRENCY = 2
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ def _title(registry: ModeRegistry, mode: str) -> str:
     return spec.title if spec is not None else mode
 
 
-def _queue_html(snap: MonitorSnapshot, mine: Sequence[SessionJob], registry: ModeRegistry) -> str:
+def _queue_html(snap: MonitorSnapshot, mine: Sequence[JobView], registry: ModeRegistry) -> str:
     running, pending = tuple(snap.queue_running), tuple(snap.queue_pending)
     head = f"<b>{len(running)}</b> running · <b>{len(pending)}</b> waiting"
     held = snap.studio_waiting
@@ -63,15 +71,13 @@ def _queue_html(snap: MonitorSnapshot, mine: Sequence[SessionJob], registry: Mod
         head += f" · <b>{held}</b> in the studio's line"
     rows = []
     for job in mine:
-        label = _title(registry, job.mode)
-        if not job.prompt_id:
-            where = f"#{job.position + 1} in the studio's line"
-        elif job.prompt_id in running:
+        if not job.state.active:
+            continue
+        label = _title(registry, job.ticket.mode)
+        if job.state is JobState.RUNNING:
             where = "running now"
-        elif job.prompt_id in pending:
-            where = f"#{pending.index(job.prompt_id) + 1} in line"
         else:
-            where = "in progress"
+            where = f"#{(job.position or 0) + 1} in the studio's line"
         rows.append(f"<li><span>{html.escape(label)}</span><span>{where}</span></li>")
     mine_html = f"<ul class='mine'>{''.join(rows)}</ul>" if rows else ""
     return f"<div class='queue'><div>{head}</div>{mine_html}</div>"
@@ -121,11 +127,21 @@ def _mode_rows(snap: MonitorSnapshot, registry: ModeRegistry) -> str:
     return f"<div class='modes'>{head}{''.join(rows)}</div>{detail}"
 
 
+def _previews_html(previews: bool | None) -> str:
+    if previews is None:
+        return ""
+    if previews:
+        return "<div class='hint' id='previews_state'>Live previews: on</div>"
+    return ("<div class='side-warn' id='previews_state'>Live previews: off. Start ComfyUI with "
+            "<code>--preview-method auto</code> to watch pictures form.</div>")
+
+
 def render(
     snap: MonitorSnapshot,
     registry: ModeRegistry,
-    mine: Sequence[SessionJob] = (),
+    mine: Sequence[JobView] = (),
     comfy_url: str = "",
+    previews: bool | None = None,
 ) -> str:
     """The sidebar's HTML for one snapshot (pure: unit-testable without a server)."""
     if snap.online:
@@ -157,7 +173,7 @@ def render(
         checked = f"<div class='hint small'>checked {time.strftime('%H:%M:%S', time.localtime(snap.checked_at))}</div>"
     return (
         "<div class='side-panel'>"
-        f"{head}{device}"
+        f"{head}{device}{_previews_html(previews if snap.online else None)}"
         f"{_bar('VRAM', vram_used, snap.vram_total, 'vram_meter')}"
         f"{_bar('RAM', ram_used, snap.ram_total, 'ram_meter')}"
         "<div class='side-title'>Queue</div>"
@@ -171,22 +187,12 @@ def render(
 @dataclass
 class SidebarHandle:
     status: gr.HTML
-    after_run: Callable[..., Awaitable[str]]
 
 
-def build_sidebar(
-    demo: gr.Blocks, ctx: StudioContext, sessions: SessionJobs, current_mode: gr.State
-) -> SidebarHandle:
-    """Call inside the Blocks; `after_run` refreshes the panel once a job ends."""
+def build_sidebar(demo: gr.Blocks, ctx: StudioContext, current_mode: gr.State) -> SidebarHandle:
+    """Call inside the Blocks (the panel, Free VRAM and Warm up); `wire_tick` later, once the
+    queue strip and the phone line exist."""
     comfy_url = ctx.settings.comfy_url
-
-    def snapshot_html(request: gr.Request) -> str:
-        try:
-            snap = ctx.monitor.snapshot()
-        except Exception:  # never let the status panel take the page down
-            log.exception("monitor snapshot failed")
-            return "<div class='conn offline'><span class='dot'></span>Status unavailable</div>"
-        return render(snap, ctx.registry, sessions.of(request.session_hash), comfy_url)
 
     with gr.Sidebar(label="Status", open=True, width=330, position="left", elem_id="sidebar"):
         gr.HTML("<div class='side-brand'>Server status</div>", padding=False)
@@ -198,17 +204,16 @@ def build_sidebar(
             "Warm up every mode", size="sm", elem_id="warm_up_all", variant="secondary"
         )
         action = gr.Markdown("", elem_id="side_action", elem_classes=["side-action"])
-    timer = gr.Timer(TICK_S)
-    quiet = {"show_progress": "hidden", "queue": False, "api_visibility": "private"}
 
-    # Async on purpose: it runs on the server's loop, where the monitor's poller lives
-    # (a sync handler would call snapshot() from a worker thread).
-    async def on_tick(request: gr.Request) -> str:
-        return snapshot_html(request)
-
-    timer.tick(on_tick, None, status, **quiet)
-    # Right away on page load too, rather than "Checking…" until the first tick.
-    demo.load(on_tick, None, status, **quiet)
+    def panel(request: gr.Request, browser: object = None) -> str:
+        try:
+            snap = ctx.monitor.snapshot()
+        except Exception:  # never let the status panel take the page down
+            log.exception("monitor snapshot failed")
+            return "<div class='conn offline'><span class='dot'></span>Status unavailable</div>"
+        visitor = visitor_for(ctx.settings.library, request, browser)
+        mine = ctx.desk.views(visitor.person)
+        return render(snap, ctx.registry, mine, comfy_url, ctx.desk.previews)
 
     async def on_free(request: gr.Request) -> tuple[str, str]:
         try:
@@ -216,7 +221,7 @@ def build_sidebar(
         except Exception as exc:
             log.warning("free VRAM failed: %s", exc)
             text = "Could not free VRAM: ComfyUI is not reachable."
-        return redact(text, comfy_url), snapshot_html(request)
+        return redact(text, comfy_url), panel(request)
 
     free.click(on_free, None, [action, status], queue=False, api_visibility="private")
 
@@ -227,33 +232,53 @@ def build_sidebar(
             results = await warm_up(ctx.studio, modes=None if mode == "all" else [mode])
         except Exception as exc:
             log.warning("warm-up failed: %s", exc)
-            return redact(f"Warm-up failed: {exc}", comfy_url), snapshot_html(request)
+            return redact(f"Warm-up failed: {exc}", comfy_url), panel(request)
         text = _describe_warmup(results, mode, ctx.registry)
-        return redact(text, comfy_url), snapshot_html(request)
+        return redact(text, comfy_url), panel(request)
 
-    warm_options = {
+    warm_options: dict[str, object] = {
         "show_progress": "minimal",
         "show_progress_on": [action],
-        "concurrency_limit": RUN_CONCURRENCY,
-        "concurrency_id": RUN_CONCURRENCY_ID,
+        "concurrency_limit": WARM_CONCURRENCY,
+        "concurrency_id": "warm-up",
         "api_visibility": "private",
     }
-    warm.click(on_warm, [current_mode], [action, status], **warm_options)
+    warm.click(on_warm, [current_mode], [action, status], **warm_options)  # type: ignore[arg-type]
 
     async def on_warm_all(request: gr.Request) -> tuple[str, str]:
         return await on_warm("all", request)
 
-    warm_all.click(on_warm_all, None, [action, status], **warm_options)
-    async def after_run(request: gr.Request) -> str:
-        # One poll per finished job (not per viewer), so the queue and VRAM are current
-        # right away instead of up to a poll interval plus a tick later.
-        try:
-            await ctx.monitor.refresh_now()
-        except Exception as exc:
-            log.info("refresh after a run failed: %s", exc)
-        return snapshot_html(request)
+    warm_all.click(on_warm_all, None, [action, status], **warm_options)  # type: ignore[arg-type]
+    return SidebarHandle(status)
 
-    return SidebarHandle(status, after_run)
+
+def wire_tick(
+    demo: gr.Blocks, ctx: StudioContext, side: SidebarHandle, follower: Follower,
+    browser: gr.BrowserState, phone: gr.HTML,
+) -> None:
+    """Every TICK_S: the sidebar, the queue strip and the phone line (cheap, off the queue)."""
+    timer = gr.Timer(TICK_S)
+
+    # Async on purpose: it runs on the server's loop, where the monitor's poller lives
+    # (a sync handler would call snapshot() from a worker thread).
+    async def on_tick(browser_id: object, request: gr.Request) -> tuple[str, str, str]:
+        visitor = visitor_for(ctx.settings.library, request, browser_id)
+        try:
+            snap = ctx.monitor.snapshot()
+        except Exception:
+            log.exception("monitor snapshot failed")
+            snap = MonitorSnapshot(online=False, error=None)
+        mine = sum(1 for v in ctx.desk.views(visitor.person) if v.state.active)
+        sidebar = render(snap, ctx.registry, ctx.desk.views(visitor.person),
+                         ctx.settings.comfy_url, ctx.desk.previews)
+        return sidebar, follower.strip_for(visitor), phone_line(snap, mine)
+
+    quiet: dict[str, object] = {"show_progress": "hidden", "queue": False,
+                                "api_visibility": "private"}
+    outputs = [side.status, follower.strip, phone]
+    timer.tick(on_tick, [browser], outputs, **quiet)  # type: ignore[arg-type]
+    # Right away on page load too, rather than "Checking…" until the first tick.
+    demo.load(on_tick, [browser], outputs, **quiet)  # type: ignore[arg-type]
 
 
 def _describe_warmup(results: Sequence[WarmupResult], mode: str, registry: ModeRegistry) -> str:

@@ -53,8 +53,10 @@ def theme() -> gr.themes.Base:
 CSS = """
 .gradio-container { max-width: 1680px !important; }
 #app-header { display: flex; align-items: baseline; gap: 14px; padding: 2px 4px 6px; }
-#app-header h1 { font-size: 1.55rem; margin: 0; font-weight: 700; letter-spacing: -0.01em; }
-#app-header .subtitle { color: var(--body-text-color-subdued); font-size: 0.95rem; }
+#app-header h1 { font-size: 1.55rem; margin: 0; font-weight: 700; letter-spacing: -0.01em;
+  white-space: nowrap; }
+#app-header .subtitle { color: var(--body-text-color-subdued); font-size: 0.95rem;
+  flex: 1 1 280px; }
 #app-header .logo { align-self: center; display: flex; }
 
 /* Tabs: a touch bolder so the seven modes read as the main navigation. */
@@ -70,16 +72,34 @@ CSS = """
 .msg-info { background: rgba(59, 130, 246, 0.10); border: 1px solid rgba(59, 130, 246, 0.4); }
 .msg-ok { background: rgba(34, 197, 94, 0.10); border: 1px solid rgba(34, 197, 94, 0.4); }
 
-/* The progress host: the overlay of gr.Progress is drawn here, not on the preview. */
-.run-status { min-height: 66px; border-radius: 10px; }
-/* While a job runs, the progress overlay tells the story; the idle text under it would
-   show through the translucent overlay. */
-.run-status .html-container.pending { visibility: hidden; }
+/* The progress line (ui/live.py): text over a thin bar, streamed by the page's follower. */
+.run-status { min-height: 58px; border-radius: 10px; }
 .run-status .status-idle, .run-status .status-busy, .run-status .status-done,
 .run-status .status-error, .run-status .status-info {
-  min-height: 64px; display: flex; align-items: center; padding: 0 14px; font-size: 0.92rem;
+  min-height: 56px; display: flex; align-items: center; padding: 0 14px; font-size: 0.92rem;
   border-radius: 10px; border: 1px solid var(--border-color-primary);
   background: var(--block-background-fill); }
+.run-status .run-state { flex-direction: column; align-items: stretch; justify-content: center;
+  gap: 7px; }
+.run-line { font-variant-numeric: tabular-nums; }
+.run-bar { height: 8px; border-radius: 4px; background: var(--neutral-200); overflow: hidden; }
+.dark .run-bar { background: var(--neutral-700); }
+.run-fill { height: 100%; background: var(--primary-500); border-radius: 4px;
+  transition: width 0.25s linear; }
+
+/* The live preview covers the result while a job runs (nothing is drawn when it is empty). */
+.out-stack { position: relative; }
+.out-stack > .live-preview { position: static !important; min-height: 0 !important;
+  padding: 0 !important; border: 0 !important; }
+.out-stack .live { position: absolute; inset: 0; z-index: 5; display: flex;
+  flex-direction: column; align-items: center; justify-content: center; gap: 10px;
+  border-radius: var(--block-radius); background: var(--block-background-fill);
+  border: 1px solid var(--border-color-primary); }
+.out-stack .live img { max-width: 100%; max-height: 100%; object-fit: contain; }
+.live-step { font-size: 2rem; font-weight: 700; font-variant-numeric: tabular-nums;
+  color: var(--body-text-color-subdued); }
+.live-hint { max-width: 30em; text-align: center; font-size: 0.9rem; padding: 0 16px;
+  color: var(--body-text-color-subdued); }
 .status-idle { color: var(--body-text-color-subdued); }
 .status-busy { color: var(--body-text-color); }
 .status-done { color: #15803d; font-weight: 600; }
@@ -157,21 +177,118 @@ ul.missing li { font-size: 0.8rem; color: var(--body-text-color-subdued); margin
 .fit.unknown { color: var(--body-text-color-subdued); }
 .side-action { font-size: 0.86rem; }
 
+/* The person's queue strip, under the header (hidden when empty). */
+#queue-strip:not(:has(.queue-strip)) { display: none !important; }
+.queue-strip { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; font-size: 0.88rem;
+  padding: 4px 2px; }
+.qs-title { font-weight: 700; font-size: 0.78rem; text-transform: uppercase;
+  letter-spacing: 0.06em; color: var(--body-text-color-subdued); margin-right: 4px; }
+.qs-job { display: inline-flex; align-items: center; gap: 6px; padding: 3px 4px 3px 10px;
+  border-radius: 999px; background: rgba(240, 180, 41, 0.16);
+  border: 1px solid rgba(240, 180, 41, 0.45); max-width: 100%; }
+.qs-job.waiting { background: var(--block-background-fill);
+  border-color: var(--border-color-primary); }
+.qs-cancel { border: 0; background: transparent; cursor: pointer; font-size: 0.95rem;
+  min-width: 28px; min-height: 28px; border-radius: 50%; color: var(--body-text-color-subdued); }
+.qs-cancel:hover { background: rgba(239, 68, 68, 0.15); color: #dc2626; }
+
+#app-header .keys { margin-left: auto; font-size: 0.8rem; color: var(--body-text-color-subdued);
+  white-space: nowrap; }
+kbd { font-family: var(--font-mono); font-size: 0.78em; padding: 1px 5px; border-radius: 4px;
+  border: 1px solid var(--border-color-primary); background: var(--block-background-fill); }
+.seed-random { min-width: 150px !important; flex: 0 0 auto !important; }
+.seed-actions { gap: 6px !important; margin-top: -4px; }
+.seed-actions > button { flex: 0 0 auto !important; min-width: 0 !important; }
+
+/* Narrow windows and phones: the sidebar starts closed; one line of status opens it. */
+#phone-status { display: none; }
+.phone-status { width: 100%; display: flex; align-items: center; gap: 6px; flex-wrap: wrap;
+  font: inherit; font-size: 0.88rem; padding: 6px 10px; border-radius: 8px; cursor: pointer;
+  border: 1px solid var(--border-color-primary); background: var(--block-background-fill);
+  color: var(--body-text-color); text-align: left; }
+.phone-status .dot { width: 9px; height: 9px; border-radius: 50%; display: inline-block; }
+.phone-status .dot.on { background: #22c55e; } .phone-status .dot.off { background: #ef4444; }
+.phone-status .open { margin-left: auto; font-weight: 600; }
+@media (max-width: 899px) {
+  #phone-status { display: block; }
+  #app-header { flex-wrap: wrap; gap: 4px 10px; }
+  #app-header .subtitle, #app-header .keys { display: none; }
+  .out-stack .live img { max-height: 60vh; }
+  /* The picture, not 520 px of letterbox around it. */
+  .out-stack > [id$='_result'] { height: min(520px, 92vw) !important; }
+  /* A finger can reach the editor's tools and the brush size (its toolbar then covers the
+     label's line: the tab says what the picture is for). */
+  .mask-editor button { min-width: 40px; min-height: 40px; }
+  .mask-editor label[data-testid='block-label'] { display: none; }
+  .mask-editor input[type=range] { height: 32px; }
+}
+
 #history-gallery { min-height: 140px; }
 #history-details { font-size: 0.9rem; }
 footer { opacity: 0.6; }
+"""
+
+# gr.HTML js_on_load snippets (`element` is the component's root, `trigger` sends an event).
+CANCEL_JS = """
+element.addEventListener('click', (event) => {
+  const button = event.target.closest('[data-job]');
+  if (button) { button.disabled = true; trigger('click', {job: button.dataset.job}); }
+});
+"""
+OPEN_SIDEBAR_JS = """
+element.addEventListener('click', () => {
+  const sidebar = document.getElementById('sidebar');
+  if (sidebar && !sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button')?.click();
+});
+"""
+# On page load: narrow windows start with the sidebar closed (it would cover the page).
+NARROW_SIDEBAR_JS = """
+() => {
+  if (window.innerWidth >= 900) return;
+  const close = (tries) => {
+    const sidebar = document.getElementById('sidebar');
+    if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button')?.click();
+    else if (tries > 0) setTimeout(() => close(tries - 1), 100);
+  };
+  close(20);
+}
+"""
+# A result landed: on a narrow screen, bring it into view (if its tab is the one shown).
+SCROLL_TO_RESULT_JS = """
+() => {
+  if (window.innerWidth >= 900) return;
+  for (const result of document.querySelectorAll('[id$="_result"]')) {
+    if (result.offsetParent !== null) { result.scrollIntoView({block: 'center'}); break; }
+  }
+}
 """
 
 HEAD = """
 <link rel="icon" href="data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 100 100'><text y='.9em' font-size='90'>🍌</text></svg>">
 <meta name="description" content="Banana Studio: Qwen-Image on your ComfyUI">
 <script>
-// Ctrl/Cmd+Enter runs the visible tab, like most creative tools.
+// Keys: Ctrl/Cmd+Enter runs the visible tab, like most creative tools; Esc stops its job.
+const visibleRun = () => [...document.querySelectorAll("button[id$='_run']")]
+  .find((b) => b.offsetParent !== null);
 document.addEventListener("keydown", (e) => {
-  if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey)) return;
-  const buttons = [...document.querySelectorAll("button[id$='_run']")];
-  const visible = buttons.find((b) => b.offsetParent !== null);
-  if (visible) { e.preventDefault(); visible.click(); }
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+    const run = visibleRun();
+    if (run) { e.preventDefault(); run.click(); }
+  } else if (e.key === "Escape") {
+    const run = visibleRun();
+    const busy = run && run.textContent.trim() === "Queue";
+    // Esc also closes menus and full-screen views: leave those to it.
+    const open = document.querySelector("[aria-expanded='true'], .fullscreen, dialog[open]");
+    if (!busy || open) return;
+    document.getElementById(run.id.replace(/_run$/, "_stop"))?.click();
+  }
 });
+// After Run on a narrow screen, the progress line comes into view.
+document.addEventListener("click", (e) => {
+  const run = e.target.closest && e.target.closest("button[id$='_run']");
+  if (!run || window.innerWidth >= 900) return;
+  const status = document.getElementById(run.id.replace(/_run$/, "_status"));
+  setTimeout(() => status?.scrollIntoView({block: "start"}), 50);
+}, true);
 </script>
 """

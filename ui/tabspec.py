@@ -22,10 +22,9 @@ from backend.context import StudioContext
 from backend.limits import IntKnob
 from backend.modes import InputKind, ModeInput, ModeSpec
 from backend.requests import ImageInput, InvalidRequest, RequestBase
-from ui import history as hist
 from ui.imaging import editor_background, editor_mask, mask_coverage
-from ui.layout import Advanced, OutputPanel, RunControls
-from ui.session import SessionJobs
+from ui.layout import Advanced, MaskEditor, OutputPanel, RunControls
+from ui.pages import Pages
 
 Spec = ModeSpec[RequestBase]
 Component = gr.components.Component
@@ -53,8 +52,10 @@ class Built:
 @dataclass
 class TabSpec:
     """One tab: its mode, its field table (the run's inputs by name), its panels.
-    `sources` are the image slots in order (send-to fills the first); `editor_sources` the
-    indexes among them that are ImageEditors; `on_run` adds updates shown as a run starts."""
+    `sources` are the image slots in order, as a restore or send-to fills them (send-to fills
+    the first); `editor_sources` the indexes among them that are mask editors (their slot is
+    the editor's `shown` twin, and the field table holds its `sent` twin: see
+    ui/layout.MaskEditor); `on_run` adds updates shown as a run starts."""
 
     mode: Spec
     fields: dict[str, Component]
@@ -65,6 +66,7 @@ class TabSpec:
     editor_sources: frozenset[int] = frozenset()
     extra_outputs: list[Component] = field(default_factory=list)
     on_run: Callable[[Values], dict[Component, object]] | None = None
+    editor: MaskEditor | None = None
 
     @property
     def name(self) -> str:
@@ -77,9 +79,16 @@ class TabSpec:
             return built
         return Built(built.request, built.params, built.sources, self.on_run(values))
 
+    @property
+    def seeded(self) -> bool:
+        """The mode samples (it has a seed, steps and a batch count)."""
+        return self.advanced is not None and self.advanced.steps is not None
+
     def settings_fields(self) -> dict[str, Component]:
         """The controls a restore may set: every field but the pictures and "randomize"."""
         pictures = {id(c) for c in self.sources}
+        if self.editor is not None:
+            pictures.add(id(self.editor.sent))
         return {
             name: comp for name, comp in self.fields.items()
             if id(comp) not in pictures and name != "randomize"
@@ -88,13 +97,12 @@ class TabSpec:
 
 @dataclass
 class Shared:
-    """Per-process objects every tab needs."""
+    """Per-process objects every tab needs; `browser` is the page's browser id
+    (gr.BrowserState, ui/identity.py), made by build_ui before the tabs."""
 
     ctx: StudioContext
-    store: hist.ResultStore
-    sessions: SessionJobs
-    history: gr.State | None = None
-    gallery: gr.Gallery | None = None
+    pages: Pages
+    browser: gr.BrowserState | None = None
 
 
 # -- by name: values → request ------------------------------------------------------------------

@@ -13,9 +13,15 @@ async tests of the other folders until it is closed.
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# A Gradio cache folder of this run's own (the system's is shared with other processes): the
+# tests look at what the studio writes there.
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="studio-browser-gradio-"))
 
+import contextlib  # noqa: E402
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -73,18 +79,41 @@ def fake(chromium_path: str) -> Iterator[FakeComfy]:
 
 
 @pytest.fixture(scope="package")
-def studio_url(fake: FakeComfy) -> Iterator[str]:
+def studio_url(
+    fake: FakeComfy, tmp_path_factory: pytest.TempPathFactory, workflows_dir: Path
+) -> Iterator[str]:
+    from backend.settings import Settings
+
+    # An empty environment: the developer's STUDIO_* variables do not leak into the test;
+    # the library starts empty, in a folder of its own; the templates are a copy a test may
+    # add a variant to.
+    env = {"STUDIO_DATA_DIR": str(tmp_path_factory.mktemp("studio-data")),
+           "STUDIO_WORKFLOWS_DIR": str(workflows_dir)}
+    with serve(Settings.from_env(env, comfy_url=fake.url, poll_interval_s=0.5)) as url:
+        yield url
+
+
+@pytest.fixture(scope="package")
+def workflows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from backend.settings import PROJECT_ROOT
+
+    folder = tmp_path_factory.mktemp("workflows")
+    for template in (PROJECT_ROOT / "workflows").glob("*.json"):
+        shutil.copy(template, folder / template.name)
+    return folder
+
+
+@contextlib.contextmanager
+def serve(settings) -> Iterator[str]:
+    """The studio app under uvicorn in a thread; yields its URL."""
     import uvicorn
 
     import app as appmod
-    from backend.settings import Settings
 
-    # An empty environment: the developer's STUDIO_* variables do not leak into the test.
-    settings = Settings.from_env({}, comfy_url=fake.url, poll_interval_s=0.5)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(appmod.create_app(settings), host="127.0.0.1", port=port,
-                       log_level="warning")
+                       log_level="warning", timeout_graceful_shutdown=2)
     )
     thread = threading.Thread(target=server.run, name="studio", daemon=True)
     thread.start()
@@ -131,6 +160,7 @@ def pytest_runtest_makereport(item, call):
 def page(browser, studio_url: str, fake: FakeComfy, request, tmp_path: Path):
     fake.clear_faults()
     fake.set_delays(step=STEP_DELAY, load=LOAD_DELAY)
+    fake.set_preview_method("auto")
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     context.set_default_timeout(30_000)
     pg = context.new_page()

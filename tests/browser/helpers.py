@@ -58,6 +58,23 @@ def wait_result(page: Page, mode: str, timeout: float = 30_000) -> None:
     expect(page.locator(f"#{mode}_result img")).to_be_visible()
 
 
+def small_generate(page: Page, prompt: str) -> None:
+    """Generate's prompt and its faster size (the fake's work grows with the pixels)."""
+    open_tab(page, "generate")
+    fill(page, "generate_prompt", prompt)
+    page.locator("#generate_size input").click()
+    page.get_by_role("option", name="1024×1024 · 1:1 (faster)").click()
+
+
+def sampling(page: Page, mode: str) -> None:
+    """The tab's progress line counts sampler steps."""
+    expect(page.locator(f"#{mode}_status .run-line")).to_contain_text("step ")
+
+
+def history_captions(page: Page) -> list[str]:
+    return page.locator("#history-gallery .caption-label").all_inner_texts()
+
+
 def fetch_image(page: Page, selector: str) -> tuple[Image.Image, bytes]:
     """The file behind an <img> as the browser would download it (same cookies)."""
     src = page.locator(selector).first.get_attribute("src")
@@ -104,17 +121,24 @@ def paint_mask(page: Page, mode: str = "inpaint", tries: int = 3, **stroke) -> N
     raise AssertionError(f"{tries} strokes left no mask: {coverage.inner_text()!r}")
 
 
-def maybe_screenshot(page: Page, name: str) -> None:
-    """Only when asked (tests/browser/screenshots.py): tests do not touch the tree."""
+def maybe_screenshot(page: Page, name: str, scroll: bool = True, show: str | None = None) -> None:
+    """Only when asked (tests/browser/screenshots.py): tests do not touch the tree. `scroll`:
+    from the top of the page (else where the page is scrolled to); `show`: a selector to
+    bring into view."""
     folder = os.environ.get(SCREENSHOT_DIR_ENV)
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(2300)  # one sidebar tick, so it shows the state after the run
+    # Toasts hidden for the picture only (removing Gradio's container would lose later ones).
     page.evaluate(
-        "() => { document.querySelectorAll('.toast-wrap').forEach(t => t.remove());"
-        " window.scrollTo(0, 0); }"
+        "(top) => { document.querySelectorAll('.toast-wrap').forEach(t => t.style.visibility ="
+        " 'hidden'); if (top) window.scrollTo(0, 0); }", scroll
     )
+    if show:
+        page.locator(show).first.evaluate("e => e.scrollIntoView({block: 'center'})")
     page.mouse.move(0, 0)
     page.wait_for_timeout(200)
     page.screenshot(path=str(Path(folder) / f"{name}.png"))
+    page.evaluate("() => document.querySelectorAll('.toast-wrap').forEach(t =>"
+                  " t.style.visibility = '')")

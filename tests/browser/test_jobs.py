@@ -7,7 +7,15 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import fill, open_tab, run, upload, wait_result
+from tests.browser.helpers import (
+    fill,
+    open_tab,
+    run,
+    sampling,
+    small_generate,
+    upload,
+    wait_result,
+)
 
 pytestmark = pytest.mark.browser
 GIB = 1024**3
@@ -35,14 +43,18 @@ def test_stop_interrupts_the_job_in_comfyui(page: Page, fake) -> None:
     before = fake.counters["interrupts"]
     start_generate(page)
     # Sampling is under way once the bar counts steps.
-    expect(page.locator("#generate_status .progress-text")).to_contain_text("steps")
+    expect(page.locator("#generate_status .run-line")).to_contain_text("step ")
     page.locator("#generate_stop").click()
 
     assert wait_until(lambda: fake.counters["interrupts"] > before), "no POST /interrupt"
-    expect(page.locator("#generate_msg")).to_contain_text("Stopped")
+    expect(page.locator("#generate_msg")).to_contain_text(
+        "Stopped: ComfyUI was told to interrupt it.")
     assert fake.wait_idle(10), "the prompt kept running after Stop"
     expect(page.locator("#generate_result")).to_be_visible()
     expect(page.locator("#generate_info")).not_to_contain_text("Seed")
+    # Issue 10 item 6: Stop says what actually happened.
+    page.locator("#generate_stop").click()
+    expect(page.locator("#generate_msg")).to_contain_text("Nothing to stop")
 
 
 def vram_text(fake) -> str:
@@ -101,17 +113,29 @@ def test_comfyui_down_then_back_without_restarting_the_studio(page: Page, fake) 
     wait_result(page, "generate")
 
 
-def test_closing_the_tab_ends_the_job_in_comfyui(browser, studio_url: str, fake) -> None:
-    fake.set_delays(step=0.4)
+def test_closing_the_page_leaves_the_job_to_land_in_the_library(
+    browser, studio_url: str, fake
+) -> None:
+    """The library keeps results, so a closed page does not stop its job: it lands, and the
+    next page shows it. (With STUDIO_LIBRARY=off closing stops it: tests/unit/test_ui_run_loop.py.)"""
+    fake.set_delays(step=0.06)
     before = fake.counters["interrupts"]
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
         page = context.new_page()
         page.goto(studio_url)
-        start_generate(page)
-        expect(page.locator("#generate_status .progress-text")).to_contain_text("steps")
+        small_generate(page, "made by a page that closed")
+        run(page, "generate")
+        sampling(page, "generate")
     finally:
         context.close()
-    # Gradio closes the handler (GeneratorExit); its `finally` closes the job's events.
-    assert wait_until(lambda: fake.counters["interrupts"] > before, timeout=20), "still running"
-    assert fake.wait_idle(10)
+    assert fake.wait_idle(20), "the job never finished"
+    assert fake.counters["interrupts"] == before, "closing the page stopped the job"
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(studio_url)
+        expect(page.locator("#history-gallery .caption-label").first).to_have_text(
+            "Generate: made by a page that closed")
+    finally:
+        context.close()

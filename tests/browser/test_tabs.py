@@ -56,8 +56,14 @@ def prepare_inpaint(page: Page, pictures) -> None:
 
 def prepare_outpaint(page: Page, pictures) -> None:
     upload(page, "outpaint_image", pictures["scene"])
+    # Issue 10 item 19 (1 failure in ~13 runs): the size line read "→" as soon as the bare
+    # picture's own preview came back (320×240 → 320×240), so Run could be clicked before
+    # the 16:9 button's answer had set the sides: a 4:3 result. Wait for what the button does.
+    size = page.locator("#outpaint_size")
+    expect(size).to_contain_text("320×240 → 320×240")
     page.locator("#outpaint_aspect_16x9").click()
-    expect(page.locator("#outpaint_size")).to_contain_text("→")
+    expect(size).to_contain_text("320×240 → 432×240")
+    expect(page.locator("#outpaint_left input[type=number]")).not_to_have_value("0")
     expect(page.locator("#outpaint_canvas img")).to_be_visible()
     fill(page, "outpaint_prompt", "continue the meadow and the sky")
 

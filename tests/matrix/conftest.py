@@ -73,11 +73,16 @@ def matrix_fake() -> Iterator[FakeComfy]:
 
 
 @pytest.fixture(scope="session")
-def studio(matrix_fake: FakeComfy) -> Iterator[MatrixStudio]:
+def studio(matrix_fake: FakeComfy,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatrixStudio]:
     import app as app_module
 
+    # Each Gradio session keeps its own library (a gradio_client session has no browser id):
+    # the isolation rows check that two sessions never see each other's results.
+    env = {"STUDIO_LIBRARY": "per-browser",
+           "STUDIO_DATA_DIR": str(tmp_path_factory.mktemp("matrix-data"))}
     settings = Settings.from_env(
-        {}, comfy_url=matrix_fake.url, api_key=API_KEY, poll_interval_s=0.5,
+        env, comfy_url=matrix_fake.url, api_key=API_KEY, poll_interval_s=0.5,
         max_upload_bytes=MAX_UPLOAD_BYTES, job_timeout_s=30.0,
         max_sampling_pixels=256 * 256,   # the fake's numpy work stays tiny
         library=LibraryConfig.from_env(),  # tests/conftest.py's data folder, not ./data

@@ -1,11 +1,13 @@
 """The three surfaces the matrices drive, and the one rule every message must meet.
 
 - `serve(app)`: the real app (`app.create_app`) in a uvicorn thread on a free port.
-- `UISession`: one Gradio session (its own session hash) calling a tab's run handler through
-  `gradio_client` — the queue/join + SSE path the browser takes. The run handlers are
-  `api_visibility="private"`: hidden from /gradio_api/info, and gradio_client refuses them by
-  its own client-side check, while the server runs them by fn_index exactly as it does for
-  the page. So the session clears that client-side flag for the handlers it calls.
+- `UISession`: one Gradio session (its own session hash) driving a tab through `gradio_client`
+  the way the page does: Run's handler hands the job in, then the page's follower streams it
+  until it ends, then the tab's `landed` handler shows the result and the history refreshes
+  (ui/runner.py, ui/follow.py). The handlers are `api_visibility="private"`: hidden from
+  /gradio_api/info, and gradio_client refuses them by its own client-side check, while the
+  server runs them by fn_index exactly as it does for the page. So the session clears that
+  client-side flag for the handlers it calls.
 - `assert_actionable(text)`: a sentence a person can act on, with no traceback and (for the
   UI and API) no ComfyUI address.
 """
@@ -164,20 +166,44 @@ class UISession:
         component = self._components.get(component_id, {})
         return component.get("props", {}).get("elem_id") or component.get("type", "?")
 
-    def _dependency(self, *, trigger: str | None = None, only_output: str | None = None) -> int:
+    def _dependency(self, *, trigger: str | None = None, first_output: str | None = None,
+                    after: int | None = None) -> int:
         for index, dep in enumerate(self.client.config["dependencies"]):
             triggers = [self._elem(t[0]) for t in dep.get("targets", [])]
             outputs = [self._elem(o) for o in dep.get("outputs", [])]
-            alone = only_output is None or (outputs == [only_output] and not dep["inputs"])
-            if (trigger is None or trigger in triggers) and alone:
-                fn_index = dep.get("id", index)
-                self.client.endpoints[fn_index].is_valid = True   # see the module docstring
-                return fn_index
-        raise LookupError(f"no handler triggered by {trigger} (only output {only_output})")
+            if trigger is not None and trigger not in triggers:
+                continue
+            if first_output is not None and outputs[:1] != [first_output]:
+                continue
+            if after is not None and dep.get("trigger_after") != after:
+                continue
+            if not dep.get("backend_fn", True):     # a browser-only step: what follows it
+                return self._dependency(after=dep.get("id", index))
+            fn_index = dep.get("id", index)
+            self.client.endpoints[fn_index].is_valid = True   # see the module docstring
+            return fn_index
+        raise LookupError(f"no handler triggered by {trigger} (first output {first_output})")
 
     def inputs_of(self, mode: str) -> list[str]:
         dep = self.client.config["dependencies"][self._dependency(trigger=f"{mode}_run")]
         return [self._elem(i) for i in dep["inputs"]]
+
+    def _call(self, fn_index: int, *args: Any, timeout: float = 60) -> dict[str, Any]:
+        """One handler's outputs by element id (its last ones, for a stream)."""
+        dep = self.client.config["dependencies"][fn_index]
+        values = self.client.submit(*args, fn_index=fn_index).result(timeout=timeout)
+        answered = self._answered(dep)
+        if len(answered) == 1 or not isinstance(values, list | tuple):
+            values = [values]
+        return dict(zip(answered, values, strict=False))
+
+    def _answered(self, dep: dict[str, Any]) -> list[str]:
+        """The outputs gradio_client returns values for (not states, not buttons)."""
+        from gradio_client.utils import SKIP_COMPONENTS
+
+        return [self._elem(o) for o in dep["outputs"]
+                if not self._components[o].get("skip_api",
+                                               self._components[o]["type"] in SKIP_COMPONENTS)]
 
     # -- running ------------------------------------------------------------------------------
 
@@ -210,16 +236,18 @@ class UISession:
                 continue
             elem = self._elem(component_id)
             name = elem.removeprefix(f"{mode}_")
+            if component.get("type") == "imageeditor":
+                name = "editor"             # the editor's value reaches the run through a twin
             if name in unused:
                 args.append(self._arg(component, unused.pop(name), name))
             else:
                 args.append(component.get("props", {}).get("value"))
         assert not unused, f"{mode} has no inputs named {sorted(unused)}"
-        outputs = [self._elem(o) for o in dep["outputs"]
-                   if self._components[o].get("type") != "state"]
-        return self.client.submit(*args, fn_index=fn_index), outputs
+        return self.client.submit(*args, fn_index=fn_index), self._answered(dep)
 
     def collect(self, job: Any, outputs: list[str], timeout: float = 60) -> UIResult:
+        """Run's answer, then what the page does next: follow the job until it ends, show
+        what landed in the tab, refresh the history."""
         from gradio_client.exceptions import AppError
 
         try:
@@ -229,7 +257,22 @@ class UISession:
         if not isinstance(values, list | tuple):
             values = [values]
         by_elem = dict(zip(outputs, values, strict=False))
-        result = next((v for k, v in by_elem.items() if k.endswith("_result")), None)
+        mode = next(k for k in by_elem if k.endswith("_msg")).removesuffix("_msg")
+        submit = self._dependency(trigger=f"{mode}_run")
+        try:
+            followed = self._call(self._dependency(after=submit), None, timeout=timeout)
+        except AppError as exc:
+            return UIResult(by_elem, error=str(exc))
+        by_elem[f"{mode}_status"] = followed.get(f"{mode}_status", by_elem.get(f"{mode}_status"))
+        token = followed.get(f"{mode}_landed")
+        if token:
+            landed = self._call(self._dependency(trigger=f"{mode}_landed"), token, None)
+            by_elem.update({k: v for k, v in landed.items() if v is not None or k.endswith(
+                "_result")})
+        if followed.get("history-token") not in (None, "0"):
+            history = self._call(self._dependency(trigger="history-token"), None)
+            by_elem["history-gallery"] = history.get("history-gallery")
+        result = by_elem.get(f"{mode}_result")
         result_urls = _urls(result)
         gallery = tuple(_urls(by_elem.get("history-gallery")))
         return UIResult(by_elem, None, result_urls[0] if result_urls else None, gallery)
@@ -240,8 +283,8 @@ class UISession:
 
     def sidebar(self) -> str:
         """The status panel as this session sees it (the timer's handler)."""
-        fn_index = self._dependency(only_output="side_status")
-        return str(self.client.predict(fn_index=fn_index))
+        fn_index = self._dependency(trigger="timer", first_output="side_status")
+        return str(self._call(fn_index, None)["side_status"])
 
     def fetch(self, url: str) -> Image.Image:
         response = httpx.get(url, timeout=30)

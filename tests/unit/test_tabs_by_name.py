@@ -29,8 +29,8 @@ from backend.settings import Settings  # noqa: E402
 from backend.workflows import bind  # noqa: E402
 from ui import generic_tab  # noqa: E402
 from ui.app import tab_builder  # noqa: E402
-from ui.history import ResultStore  # noqa: E402
-from ui.session import SessionJobs  # noqa: E402
+from ui.live import IDLE_STATUS  # noqa: E402
+from ui.pages import Pages  # noqa: E402
 from ui.tabspec import Shared, TabSpec, fields_of  # noqa: E402
 
 SIDE = 512  # inputs at the working size (scale 1), so pixel knobs land in the graph unscaled
@@ -60,7 +60,7 @@ ELEMENT = {"negative_prompt": "negative"}
 @pytest.fixture(scope="module")
 def tabs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StudioContext, list[TabSpec]]]:
     ctx = build_context(SETTINGS)
-    shared = Shared(ctx, ResultStore(tmp_path_factory.mktemp("results")), SessionJobs())
+    shared = Shared(ctx, Pages(IDLE_STATUS))
     built = []
     with gr.Blocks():
         for mode in REGISTRY:
@@ -75,7 +75,7 @@ def generic_tabs(
 ) -> list[TabSpec]:
     """Every built-in mode in the generic tab, as a new mode without a tab module gets it."""
     ctx, _ = tabs
-    shared = Shared(ctx, ResultStore(tmp_path_factory.mktemp("generic")), SessionJobs())
+    shared = Shared(ctx, Pages(IDLE_STATUS))
     with gr.Blocks():
         return [generic_tab.build(shared, mode) for mode in REGISTRY]
 

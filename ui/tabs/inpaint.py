@@ -27,7 +27,8 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
     name = mode.name
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            editor = mask_editor(f"{name}_editor", "Picture — paint over what should change")
+            # A short label: the editor's toolbar sits on the label's line and covered a long one.
+            editor = mask_editor(f"{name}_editor", "Picture")
             with gr.Row(equal_height=True, elem_classes=["mask-tools"]):
                 with gr.Column(scale=4, min_width=220):
                     with gr.Row(elem_classes=["tight-row"]):
@@ -35,7 +36,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                         invert = gr.Button("Invert mask", size="sm", elem_id=f"{name}_invert")
                         check = gr.Button("Show mask", size="sm", elem_id=f"{name}_show_mask")
                     coverage = gr.Markdown(
-                        "Paint with the brush; the eraser takes paint away.",
+                        "Paint over what should change; the eraser takes paint away.",
                         elem_id=f"{name}_coverage",
                         elem_classes=["hint"],
                     )
@@ -62,15 +63,17 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         if mask is None:
             return None, "No picture yet."
         share = mask_coverage(mask)
-        text = "No mask yet: paint over the picture." if share == 0 else f"Mask: {share:.1%} of the picture"
+        if share == 0:
+            return None, "No mask yet: paint over the picture."   # and no stale thumbnail
         # Full resolution: the tests check the stroke against exactly the mask that ran.
-        return mask, text
+        return mask, f"Mask: {share:.1%} of the picture"
 
     # Not on every stroke: a live .change makes the editor upload the whole canvas (picture
     # included) after each stroke. The preview refreshes on demand, on invert/clear, and
-    # with each run (which sends the canvas anyway).
+    # with each run (which sends the canvas anyway). Each of these reads the editor through
+    # its `sent` twin and writes it through `shown` (ui/layout.MaskEditor).
     quiet = {"show_progress": "hidden", "api_visibility": "private"}
-    check.click(show_mask, editor, [mask_view, coverage], **quiet)
+    editor.relay(check.click).then(show_mask, editor.sent, [mask_view, coverage], **quiet)
 
     def clear_mask(value: dict[str, Any] | None) -> tuple[object, ...]:
         return clear_editor_mask(value), *show_mask(clear_editor_mask(value))
@@ -79,8 +82,9 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         inverted = invert_editor_mask(value)
         return inverted, *show_mask(inverted)
 
-    clear.click(clear_mask, editor, [editor, mask_view, coverage], **quiet)
-    invert.click(invert_mask, editor, [editor, mask_view, coverage], **quiet)
+    outputs = [editor.shown, mask_view, coverage]
+    editor.relay(clear.click).then(clear_mask, editor.sent, outputs, **quiet)
+    editor.relay(invert.click).then(invert_mask, editor.sent, outputs, **quiet)
 
     def on_run(values: Values) -> dict[Component, object]:
         # The run sends the canvas anyway: refresh the mask preview with what it painted.
@@ -90,13 +94,14 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
     return TabSpec(
         mode=mode,
         # The editor is both the picture and the mask painted over it.
-        fields={"image": editor, "mask": editor, "prompt": prompt, "grow": grow,
+        fields={"image": editor.sent, "mask": editor.sent, "prompt": prompt, "grow": grow,
                 "feather": feather, **adv.fields()},
         controls=controls,
         panel=panel,
         advanced=adv,
-        sources=[editor],
+        sources=[editor.shown],
         editor_sources=frozenset({0}),
         extra_outputs=[mask_view, coverage],
         on_run=on_run,
+        editor=editor,
     )
