@@ -290,11 +290,12 @@ async def test_out_of_memory_moves_only_to_a_server_with_more_free_memory() -> N
         r.ctx.studio.scheduler.set_external_load("b", 0)
         r.ctx.studio.scheduler.set_external_load("a", 50)
         r.b.oom_at("KSampler", times=1)
-        events = [e async for e in r.ctx.studio.run(generate(6))]
+        big = GenerateRequest("big", 512, 512, seed=6, steps=1)
+        events = [e async for e in r.ctx.studio.run(big)]
         end = events[-1]
         assert isinstance(end, Finished) and end.server == "b", end
         assert not any(isinstance(e, Moved) for e in events)
-        assert any(n.startswith("Out of memory at 256×256") for n in end.notes)
+        assert any(n.startswith("Out of memory at 512×512") for n in end.notes), end.notes
 
 
 async def test_an_execution_error_is_not_moved() -> None:
