@@ -528,10 +528,11 @@ class Studio:
             return None
         mode = admission.spec.name
         allowed = admission.servers or frozenset(self.backends)
+        routable = set(self.scheduler.servers())
         others = [
             b for b in self.backends.values()
-            if b.label != source and b.label in allowed and b.ready.get(mode) is not False
-            and self.scheduler.available(b.label)
+            if b.label != source and b.label in allowed and b.label in routable
+            and b.ready.get(mode) is not False and self.scheduler.available(b.label)
         ]
         if failed.kind == "out_of_memory":
             here = self.backends[source].vram_free
@@ -543,7 +544,7 @@ class Studio:
         """A server failed under a job: unreachable → it takes nothing more until the monitor
         (or its socket) sees it back, and whatever it held may be gone; a lost prompt → it
         restarted cold. With one server nothing changes: the next job goes and says why."""
-        if len(self.backends) < 2:
+        if len(self.backends) < 2 or server not in self.scheduler.servers():
             return
         if isinstance(exc, ComfyUnreachable):
             self.scheduler.set_available(server, False)

@@ -130,3 +130,39 @@ def test_metrics_count_per_backend_and_failovers() -> None:
     assert sample("studio_backend_job_seconds_count", {"backend": "b", "mode": "generate"}) == 1
     # the studio's totals keep their labels
     assert sample("studio_jobs_finished_total", {"mode": "generate", "surface": "api"}) == 1
+
+
+def test_routing_setting_reaches_the_scheduler() -> None:
+    settings = Settings.from_env({"COMFYUI_URL": "a=http://x:1,b=http://y:2",
+                                  "STUDIO_ROUTING": "least-loaded"})
+    studio = Studio({"a": _Client(), "b": _Client()}, settings,  # type: ignore[dict-item]
+                    TemplateLibrary(settings.workflows_dir))
+    assert studio.scheduler.config.routing == "least-loaded"
+    assert studio.scheduler.servers() == ("a", "b")
+
+
+def test_affinity_prefers_an_empty_server_to_evicting_a_warm_model() -> None:
+    from backend.scheduler import Scheduler, SchedulerConfig
+
+    scheduler = Scheduler(SchedulerConfig(position_refresh_s=0), servers=("a", "b", "c"))
+    first = scheduler.enter("gen.safetensors", owner="x")
+    second = scheduler.enter("edit.safetensors", owner="y")
+    assert (first.server, second.server) == ("a", "b")
+    first.leave()
+    second.leave()
+    scheduler.enter("gen.safetensors", owner="z").leave()      # a stays warm with gen
+    # An edit job with a (gen) and c (nothing) free: c, not evicting a's model.
+    busy = scheduler.enter("edit.safetensors", owner="p")      # b is warm: b
+    assert busy.server == "b"
+    other = scheduler.enter("edit.safetensors", owner="q")
+    assert other.server == "c"
+
+
+def test_with_every_server_down_jobs_still_go_and_fail_fast() -> None:
+    from backend.scheduler import Scheduler, SchedulerConfig
+
+    scheduler = Scheduler(SchedulerConfig(position_refresh_s=0), servers=("a", "b"))
+    scheduler.set_available("a", False)
+    scheduler.set_available("b", False)
+    turn = scheduler.enter(None, owner="x")
+    assert turn.released       # not held with no end: it goes, and its failure says why
