@@ -63,6 +63,11 @@ class StatusClient(Protocol):
 
     def open_socket(self) -> None: ...
 
+    @property
+    def abandoned_prompt_ids(self) -> frozenset[str]: ...
+
+    async def cancel_abandoned(self) -> int: ...
+
     def add_listener(
         self, listener: Callable[[StatusMessage | ConnectionChanged], None]
     ) -> Callable[[], None]: ...
@@ -426,6 +431,10 @@ class Monitor:
             await self._check_readiness(watch)
         watch.snap = replace(snap, modes=self._modes(watch, snap))
         self._feed(watch, available=True, queue=queue)
+        if self._several and client.abandoned_prompt_ids:
+            # A job moved away while this server did not answer (its socket may never have
+            # dropped): what it left there must not run for nobody.
+            await client.cancel_abandoned()
 
     def _feed(self, watch: _Watch, *, available: bool, queue: QueueSnapshot | None = None
               ) -> None:

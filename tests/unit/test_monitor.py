@@ -438,6 +438,7 @@ class ServerStub(StubClient):
     session_id = "ours"
     epoch = 0
     server_generation = 0
+    abandoned_prompt_ids: frozenset[str] = frozenset()
 
     def __init__(self, library: TemplateLibrary, settings: Settings) -> None:
         super().__init__(library, settings)
@@ -522,3 +523,20 @@ async def test_free_acts_on_one_server_or_all(two_servers):
     both = await monitor.free_vram()
     assert "a: Freed" in both and "b: Nothing to free" in both
     assert (await monitor.free_vram("c")).startswith("Could not free memory: there is no")
+
+
+async def test_a_server_that_answers_again_gets_its_abandoned_prompts_cancelled(two_servers):
+    """A job moved away from a server that only timed out (its socket never dropped): the
+    next poll that reaches it cancels what was left there."""
+    monitor, clients, _ = two_servers
+    cancelled: list[str] = []
+
+    async def cancel_abandoned() -> int:
+        cancelled.extend(clients["a"].abandoned_prompt_ids)
+        clients["a"].abandoned_prompt_ids = frozenset()
+        return len(cancelled)
+
+    clients["a"].abandoned_prompt_ids = frozenset({"left-behind"})
+    clients["a"].cancel_abandoned = cancel_abandoned
+    await monitor.refresh_now()
+    assert cancelled == ["left-behind"]
