@@ -17,7 +17,7 @@ os.environ.setdefault(
 )  # before gradio is imported: no telemetry
 
 from backend.modes import REGISTRY, ModeRegistry  # noqa: E402
-from backend.settings import Settings  # noqa: E402
+from backend.settings import Settings, normalize_servers  # noqa: E402
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -65,7 +65,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", help="interface to serve on (default 127.0.0.1)")
     parser.add_argument("--listen", action="store_true", help="serve on all interfaces (LAN)")
     parser.add_argument("--port", type=int, help="port (default 7860, or $PORT)")
-    parser.add_argument("--comfy-url", help="ComfyUI base URL (default $COMFYUI_URL)")
+    parser.add_argument(
+        "--comfy-url", action="append",
+        help="a ComfyUI server's base URL, optionally labelled (a=http://gpu-a:8188); repeat "
+        "it for several servers, or list them comma-separated (default $COMFYUI_URL)",
+    )
     # Anything else (e.g. `health --timeout 30`, `warmup --modes edit`) goes to backend/cli.py.
     args, args.rest = parser.parse_known_args(argv)
     if args.command == "serve" and args.rest:
@@ -76,7 +80,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
     if args.comfy_url:
-        overrides["comfy_url"] = args.comfy_url.rstrip("/")
+        overrides["comfy_url"] = normalize_servers(",".join(args.comfy_url))
     if args.listen:
         overrides["host"] = "0.0.0.0"
     elif args.host:
@@ -104,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    print(
-        f"Banana Studio on http://{settings.host}:{settings.port} (ComfyUI: {settings.comfy_url})"
-    )
+    servers = ", ".join(f"{s.label} at {s.url}" for s in settings.servers)
+    print(f"Banana Studio on http://{settings.host}:{settings.port} (ComfyUI: {servers})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
 

@@ -9,6 +9,10 @@ line per step, exit status = the failing step:
      `.choices[0].message.content`.
 `warmup` loads each mode's models with a tiny job; `free` asks ComfyUI to unload them;
 `library export|import|check` moves or checks the library (backend/library/cli.py).
+
+With several ComfyUI servers, `health`, `warmup` and `free` act on every server, or on one
+with `--backend LABEL` (`health` then checks that server in step 1; the test image goes where
+the studio routes it).
 """
 
 from __future__ import annotations
@@ -48,16 +52,24 @@ def main(
                         help="seconds allowed for the test image (default 60)")
     warm = sub.add_parser("warmup", help="load each mode's models with a tiny job")
     warm.add_argument("--modes", nargs="+", choices=registry.names(), help="only these modes")
-    sub.add_parser("free", help="ask ComfyUI to unload models and free VRAM")
+    free = sub.add_parser("free", help="ask ComfyUI to unload models and free VRAM")
+    labels = [server.label for server in settings.servers]
+    for command in (warm, free):
+        command.add_argument("--backend", choices=labels, metavar="LABEL",
+                             help=f"only this ComfyUI server ({', '.join(labels)}; "
+                             "default: all)")
+    health.add_argument("--backend", metavar="LABEL",
+                        help="check this server of the probed studio (default: all of them)")
     library_cli.add_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "health":
-        return health_probe(settings, args.url or default_studio_url(settings), args.timeout, say)
+        return health_probe(settings, args.url or default_studio_url(settings), args.timeout,
+                            say, backend=args.backend)
     if args.command == "warmup":
-        return asyncio.run(_warmup(settings, registry, args.modes, say))
+        return asyncio.run(_warmup(settings, registry, args.modes, say, args.backend))
     if args.command == "library":
         return library_cli.run(args, settings.library, say)
-    return asyncio.run(_free(settings, say))
+    return asyncio.run(_free(settings, say, args.backend))
 
 
 def default_studio_url(settings: Settings) -> str:
@@ -65,12 +77,14 @@ def default_studio_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def health_probe(settings: Settings, studio_url: str, timeout: float, say: Say) -> int:
+def health_probe(
+    settings: Settings, studio_url: str, timeout: float, say: Say, *, backend: str | None = None
+) -> int:
     """Returns 0 when every step passed, else the number of the step that failed."""
     base = studio_url.rstrip("/")
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     steps: tuple[Callable[[], Step], ...] = (
-        functools.partial(_comfyui_of_studio, base),
+        functools.partial(_comfyui_of_studio, base, backend),
         functools.partial(_image_step, base, headers, timeout),
         functools.partial(_chat_step, base, headers, timeout),
     )
@@ -88,8 +102,9 @@ def health_probe(settings: Settings, studio_url: str, timeout: float, say: Say) 
 Step = tuple[str, str | None, str]     # (what was checked, the problem or None, facts)
 
 
-def _comfyui_of_studio(base: str) -> Step:
-    """Step 1: ask the studio whether its ComfyUI answers (its /healthz)."""
+def _comfyui_of_studio(base: str, backend: str | None = None) -> Step:
+    """Step 1: ask the studio whether its ComfyUI answers (its /healthz): every server it
+    lists, or the one named `backend`."""
     label = f"ComfyUI of the studio at {base} (/healthz)"
     try:
         # fresh: a poll made now, not the poller's last (a few seconds old at most)
@@ -100,12 +115,25 @@ def _comfyui_of_studio(base: str) -> Step:
         return label, f"the studio did not answer: {_reason(exc)}", ""
     except (ValueError, KeyError, TypeError):
         return label, f"HTTP {response.status_code}, not the studio's health answer", ""
-    if not isinstance(comfy, dict) or comfy.get("reachable") is not True:
-        error = comfy.get("error") if isinstance(comfy, dict) else None
-        return label, f"the studio cannot reach its ComfyUI: {error or 'no reason given'}", ""
-    running, pending = comfy.get("queue_running", 0), comfy.get("queue_pending", 0)
-    return label, None, f"ComfyUI {comfy.get('version') or '?'}, {running} running, " \
-        f"{pending} pending, "
+    servers = body.get("servers") if isinstance(body, dict) else None
+    if not isinstance(servers, dict) or not servers:     # a studio from before issue 15
+        servers = {"": comfy}
+    several = len(servers) > 1
+    if backend is not None:
+        if backend not in servers:
+            return label, f"the studio has no ComfyUI server called {backend!r} " \
+                f"(it has {', '.join(servers)})", ""
+        servers = {backend: servers[backend]}
+    facts = []
+    for name, one in servers.items():
+        who = f"ComfyUI {name}" if several else "ComfyUI"
+        if not isinstance(one, dict) or one.get("reachable") is not True:
+            error = one.get("error") if isinstance(one, dict) else None
+            whose = who if several else "its ComfyUI"
+            return label, f"the studio cannot reach {whose}: {error or 'no reason given'}", ""
+        facts.append(f"{who} {one.get('version') or '?'}, {one.get('queue_running', 0)} "
+                     f"running, {one.get('queue_pending', 0)} pending")
+    return label, None, "; ".join(facts) + ", "
 
 
 def _image_step(base: str, headers: dict[str, str], timeout: float) -> Step:
@@ -185,32 +213,46 @@ def _reason(exc: BaseException) -> str:
 
 
 async def _warmup(
-    settings: Settings, registry: ModeRegistry, modes: list[str] | None, say: Say
+    settings: Settings, registry: ModeRegistry, modes: list[str] | None, say: Say,
+    backend: str | None = None,
 ) -> int:
+    """Each mode on one server (`backend`), or, with several servers, on each of them (side
+    by side: they are separate GPUs)."""
     from backend.context import build_context
-    from backend.warmup import warm_up
+    from backend.warmup import WarmupResult, warm_up
 
     ctx = build_context(settings, registry)
+    labels = [s.label for s in settings.servers]
+    targets: list[str | None] = (
+        [backend] if backend is not None else ([None] if len(labels) == 1 else list(labels))
+    )
     try:
-        results = await warm_up(ctx.studio, modes, surface="cli")
+        runs = await asyncio.gather(*(
+            warm_up(ctx.studio, modes, surface="cli", server=target) for target in targets
+        ))
     finally:
         await ctx.aclose()
-    width = max(len(r.mode) for r in results) if results else 0
-    for r in results:
-        say(f"{r.mode:<{width}}  {'ok    ' if r.ok else 'FAILED'}  {r.seconds:6.1f} s  {r.message}")
-    failed = [r.mode for r in results if not r.ok]
+    rows: list[tuple[str, WarmupResult]] = [
+        (f"{target}: " if target is not None and len(labels) > 1 else "", r)
+        for target, results in zip(targets, runs, strict=True) for r in results
+    ]
+    width = max(len(where + r.mode) for where, r in rows) if rows else 0
+    for where, r in rows:
+        say(f"{where + r.mode:<{width}}  {'ok    ' if r.ok else 'FAILED'}  {r.seconds:6.1f} s  "
+            f"{r.message}")
+    failed = [where + r.mode for where, r in rows if not r.ok]
     say(f"warm-up failed for: {', '.join(failed)}" if failed else "all modes warm")
     return 1 if failed else 0
 
 
-async def _free(settings: Settings, say: Say) -> int:
+async def _free(settings: Settings, say: Say, backend: str | None = None) -> int:
     from backend.context import build_context
 
     ctx = build_context(settings)
     try:
         await ctx.monitor.refresh_now()     # the "before" figure, so the sentence says how much
-        message = await ctx.monitor.free_vram()
+        message = await ctx.monitor.free_vram(backend)
     finally:
         await ctx.aclose()
     say(message)
-    return 1 if message.startswith("Could not") else 0
+    return 1 if "Could not" in message else 0

@@ -1,6 +1,8 @@
 """One StudioContext per process: the pieces every surface (UI, API, CLI) shares, composed
-here explicitly — the metrics observe the studio's jobs (all of them, whichever surface
-started them); the monitor polls for everyone; `start()` and `aclose()` bracket the app."""
+here explicitly — one ComfyClient per configured server (`clients`, by label; `client` is the
+default's); the metrics observe the studio's jobs (all of them, whichever surface started
+them); the monitor polls every server for everyone; `start()` and `aclose()` bracket the
+app."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class StudioContext:
     settings: Settings
-    client: ComfyClient
+    client: ComfyClient         # the default (first) server's
     templates: TemplateLibrary
     registry: ModeRegistry
     studio: Studio
@@ -42,7 +44,12 @@ class StudioContext:
     aliases: ModelAliases = field(default_factory=ModelAliases)   # STUDIO_MODEL_ALIASES
     chat_router: LlmRouter | None = None   # STUDIO_ROUTER_URL: the chat's optional LLM router
     started_at: int = field(default_factory=lambda: int(time.time()))
-    _sweep: asyncio.Task[OrphanReport] | None = None
+    clients: dict[str, ComfyClient] = field(default_factory=dict)   # every server's, by label
+    _sweeps: list[asyncio.Task[OrphanReport]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.clients:
+            self.clients = {self.settings.servers[0].label: self.client}
 
     async def start(self) -> None:
         """On the server's loop, as it starts: the library (its start-up check), the shared
@@ -53,18 +60,20 @@ class StudioContext:
         for line in report.lines():
             log.info("%s", line)
         self.monitor.start()
-        if self.client.studio_id is not None:
-            self._sweep = start_orphan_sweep(self.client, self.client.studio_id)
+        for client in self.clients.values():
+            if client.studio_id is not None:
+                self._sweeps.append(start_orphan_sweep(client, client.studio_id))
 
     async def aclose(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
+        for sweep in self._sweeps:
+            sweep.cancel()
         await self.desk.aclose()
         if self.chat_router is not None:
             await self.chat_router.aclose()
         await self.monitor.aclose()
         await self.library.close()
-        await self.client.aclose()
+        for client in self.clients.values():
+            await client.aclose()
 
 
 def build_context(
@@ -78,15 +87,20 @@ def build_context(
     router_config = RouterConfig.from_env(env)
     data_dir = settings.library.data_dir        # the studio id lives beside the library
     studio_id = load_or_create_studio_id(data_dir, workflows_dir=settings.workflows_dir)
-    client = ComfyClient(settings.comfy_url, studio_id=studio_id)  # marks prompts as ours
+    # One client per server; each marks its prompts as ours (orphans.py).
+    clients = {
+        server.label: ComfyClient(server.url, studio_id=studio_id) for server in settings.servers
+    }
+    client = next(iter(clients.values()))
     library = TemplateLibrary(settings.workflows_dir)
     metrics = StudioMetrics()
-    studio = Studio(client, settings, library, registry, observers=[metrics])
-    monitor = Monitor(client, settings, library, registry, studio)
+    studio = Studio(dict(clients), settings, library, registry, observers=[metrics])
+    monitor = Monitor(dict(clients), settings, library, registry, studio)
     if settings.auth and not settings.api_key:
         log.warning("the UI has a login but STUDIO_API_KEY is not set: /v1/* is open to anyone")
-    log.info("studio context ready (ComfyUI at %s; modes: %s)",
-             settings.comfy_url, ", ".join(registry.names()))
+    log.info("studio context ready (ComfyUI %s; routing %s; modes: %s)",
+             ", ".join(f"{s.label} at {s.url}" for s in settings.servers), settings.routing,
+             ", ".join(registry.names()))
     results = Library(settings.library)
     desk = Desk(studio, results)
     chat_router = LlmRouter(router_config) if router_config is not None else None
@@ -94,5 +108,5 @@ def build_context(
         log.info("chat: LLM router %s at %s", router_config.model, router_config.url)
     return StudioContext(
         settings, client, library, registry, studio, monitor, metrics, results, desk,
-        aliases=aliases, chat_router=chat_router,
+        aliases=aliases, chat_router=chat_router, clients=clients,
     )

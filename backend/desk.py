@@ -32,6 +32,8 @@ from backend.events import (
     Failed,
     Finished,
     JobEvent,
+    ModelsLoaded,
+    Moved,
     Preview,
     Progress,
     Queued,
@@ -106,7 +108,7 @@ class JobView:
     fraction: float               # progress while it runs (0..1)
     message: str                  # why it failed or stopped ("" otherwise)
     item_ids: tuple[str, ...]     # its library items once saved
-    server: str | None = None     # the ComfyUI server it was sent to (None until then)
+    server: str | None = None     # the label of the ComfyUI server it runs (or ran) on
 
 
 class StopResult(Enum):
@@ -129,6 +131,7 @@ class Job:
         self._message = ""
         self._items: tuple[str, ...] = ()
         self._fraction = 0.0
+        self._server: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._saving = False          # the picture exists: stopping now would only lose it
         self._sampled = False         # a sampler reported steps
@@ -147,7 +150,13 @@ class Job:
     def view(self) -> JobView:
         position = self._admission.turn.position() if self.state is JobState.WAITING else None
         return JobView(self.ticket, self.state, position, self._fraction, self._message,
-                       self._items, self._admission.turn.server)
+                       self._items, self.server)
+
+    @property
+    def server(self) -> str | None:
+        """The label of the ComfyUI server it runs (or ran) on, from its events (a moved job
+        names the second); before any, where its turn was released; None before that."""
+        return self._server or self._admission.turn.server
 
     async def events(self) -> AsyncIterator[DeskEvent]:
         """Everything so far (lasting events, then the newest passing ones), then live, until
@@ -185,6 +194,12 @@ class Job:
         return self._wake
 
     def _push(self, event: DeskEvent) -> None:
+        if isinstance(event, Moved):
+            self._server = event.to_server
+        elif isinstance(event, Queued | Started | ModelsLoaded | Finished | Failed) and (
+            event.server
+        ):
+            self._server = event.server
         if isinstance(event, Queued | Progress | Preview):
             kind = type(event)
             self._latest[kind] = event

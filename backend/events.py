@@ -34,19 +34,23 @@ FAILURE_KINDS = (
 @dataclass(frozen=True)
 class Queued:
     """ComfyUI accepted the prompt; `position` prompts run before it (0 = next or running).
-    Sent again when the position changes, and for the second pass of a region edit."""
+    Sent again when the position changes, and for the second pass of a region edit. While
+    the job still waits in the studio's own line, `prompt_id` and `server` are "". `server` is
+    the label of the ComfyUI server it was sent to."""
 
     position: int
     prompt_id: str
+    server: str = ""
 
 
 @dataclass(frozen=True)
 class Started:
     """ComfyUI began this job; `loading_models` when its diffusion model differs from what the
     studio believes this server holds (the last job that got past its model loaders; nothing
-    after a restart or a reconnect): expect 5-10 s of model loading."""
+    after a restart or a reconnect): expect 5-10 s of model loading. `server`: where it runs."""
 
     loading_models: bool
+    server: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,26 @@ class ModelsLoaded:
     """The job got past its model loaders (ComfyUI ran them, or had them cached): ComfyUI now
     holds its models. `family` and `model` name them for people; `swapped` when that replaced
     what the studio believed was loaded (or nothing was): the swaps metric counts these, so a
-    job that fails before its loaders counts no swap and changes nothing."""
+    job that fails before its loaders counts no swap and changes nothing. `server`: which
+    ComfyUI server now holds them."""
 
     family: str
     model: str | None
     swapped: bool
+    server: str = ""
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The job left a server that failed under it (unreachable, restarted, or out of memory
+    where another has more free) and goes to another, once: `note` says so in a sentence
+    (also in Finished.notes). Its inputs are uploaded again there; nothing of the first
+    attempt is kept, and the studio cancels it there if that server comes back with it."""
+
+    from_server: str
+    to_server: str
+    reason: str        # "unreachable" | "lost" | "out_of_memory" (the first attempt's kind)
+    note: str
 
 
 @dataclass(frozen=True)
@@ -84,7 +103,8 @@ class Finished:
     oom_retry_after_s after an out-of-memory retry); `workflow` is the exact graph submitted
     (ComfyUI's JSON); `extras` e.g. {"mask": the mask used}; `models_loaded` when the job had
     to load its diffusion model first; `notes` sentences for the person (inputs scaled, pads
-    adjusted, retried at a lower resolution, ...)."""
+    adjusted, retried at a lower resolution, moved to another server, ...); `server` the
+    label of the ComfyUI server that made it."""
 
     images: list[Image.Image]
     seed: int
@@ -95,20 +115,23 @@ class Finished:
     models_loaded: bool = False
     notes: tuple[str, ...] = ()
     prompt_id: str | None = None
+    server: str = ""
 
 
 @dataclass(frozen=True)
 class Failed:
     """`message` is for people (what happened, what to do); `detail` for logs; `kind` one of
-    FAILURE_KINDS; `field` the request field at fault for invalid_input."""
+    FAILURE_KINDS; `field` the request field at fault for invalid_input; `server` the ComfyUI
+    server it failed on ("" when it failed before reaching one)."""
 
     message: str
     detail: str = ""
     kind: str = "execution"
     field: str | None = None
+    server: str = ""
 
 
-JobEvent = Queued | Started | Progress | Preview | Finished | Failed | ModelsLoaded
+JobEvent = Queued | Started | Progress | Preview | Finished | Failed | ModelsLoaded | Moved
 # A job's events; closing the stream early (aclose) cancels the job in ComfyUI.
 JobStream = AsyncGenerator[JobEvent, None]
 # How a job ended for an observer: its last event, or "abandoned" (closed or crashed first).

@@ -204,22 +204,49 @@ async def healthz(http: Request) -> Response:
             pass     # the latest poll says what is known
         except Exception:   # the poll handles ComfyUI's errors: this is a bug of ours
             log.exception("/healthz could not refresh the monitor")
+    servers = ctx.monitor.server_snapshots()
     body = {
         "studio": "ok",
-        "comfyui": {
-            "reachable": snap.online,
-            "version": snap.comfyui_version,
-            "websocket_connected": snap.websocket_connected,
-            "error": snap.error,
-            "queue_running": len(snap.queue_running),
-            "queue_pending": len(snap.queue_pending),
-        },
+        "comfyui": _comfyui(snap),     # all servers together (the only one's, with one)
+        "servers": {label: _server(one) for label, one in servers.items()},
         "modes": {
             mode: {"ready": status.ready, "missing": status.missing}
+            | ({"servers": sum(1 for one in servers.values() if one.online and _ready(one, mode))}
+               if len(servers) > 1 else {})     # several servers: on how many it is ready
             for mode, status in snap.modes.items()
         },
     }
+    # 200 while some server answers: every mode reported ready is ready on an online server.
     return JSONResponse(body, status_code=200 if snap.online else 503)
+
+
+def _comfyui(snap: MonitorSnapshot) -> dict[str, Any]:
+    return {
+        "reachable": snap.online,
+        "version": snap.comfyui_version,
+        "websocket_connected": snap.websocket_connected,
+        "error": snap.error,
+        "queue_running": len(snap.queue_running),
+        "queue_pending": len(snap.queue_pending),
+    }
+
+
+def _server(snap: MonitorSnapshot) -> dict[str, Any]:
+    """One server by its label (never its address): reachability, queue, what it holds, and
+    readiness per mode (true, false, or null while unknown)."""
+    return {
+        **_comfyui(snap),
+        "studio_running": snap.studio_running,
+        "loaded": snap.loaded_file,
+        "vram_total": snap.vram_total,
+        "vram_free": snap.vram_free,
+        "modes": {mode: status.ready for mode, status in snap.modes.items()},
+    }
+
+
+def _ready(snap: MonitorSnapshot, mode: str) -> bool:
+    status = snap.modes.get(mode)
+    return status is not None and status.ready is True
 
 
 @router.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
@@ -227,6 +254,7 @@ async def healthz(http: Request) -> Response:
 async def metrics(http: Request) -> Response:
     ctx = context(http)
     ctx.metrics.update_from_snapshot(ctx.monitor.snapshot())
+    ctx.metrics.update_from_servers(ctx.monitor.server_snapshots())
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 

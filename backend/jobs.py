@@ -29,6 +29,8 @@ from PIL import Image
 
 from backend.comfy import (
     ComfyError,
+    ComfyPromptLost,
+    ComfyUnreachable,
     Executing,
     ExecutionCached,
     ExecutionStart,
@@ -48,6 +50,7 @@ from backend.events import (
     JobObserver,
     JobStream,
     ModelsLoaded,
+    Moved,
     Outcome,
     Preview,
     Progress,
@@ -77,6 +80,8 @@ __all__ = [
     "JobEvent",
     "LoadedModels",
     "ModelsLoaded",
+    "Moved",
+    "NotReadyAnywhere",
     "Preview",
     "Progress",
     "Queued",
@@ -85,6 +90,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+# Failures that say the server, not the job, went wrong: the job may move to another server.
+MOVE_KINDS = ("unreachable", "lost")
+MOVE_WORDS = {
+    "unreachable": "a lost connection",
+    "lost": "a restart",
+    "out_of_memory": "running out of memory",
+}
 OOM_RETRY_PIXELS = 0.75  # the retry samples 75% of the pixels (sides × ~0.87)
 # At most ~10 previews a second per job: each costs a decode on the event loop (and a browser
 # update in the UI); a sampler that fast outruns any eye, and the result follows anyway.
@@ -131,6 +143,7 @@ class _Run:
     mode: str
     model: str | None
     loading_models: bool
+    server: str
     family: ModelFamily | None = None
     shown: str | None = None                     # what it loads, in words (family.shown)
     loaders: frozenset[str] = frozenset()        # node ids of the family's loader roles
@@ -152,16 +165,24 @@ class _Run:
     )
 
 
+class NotReadyAnywhere(InvalidRequest):
+    """Every ComfyUI server is known to lack what this mode needs (several servers only: with
+    one, the job goes and ComfyUI's own refusal names the missing file). A surface refuses it
+    like a missing model (the API's 424)."""
+
+
 @dataclass(frozen=True)
 class Admission:
     """A job the studio accepted: checked (cheaply: nothing decoded) and holding its place in
-    the studio's line. `since` is when it was admitted (time.monotonic())."""
+    the studio's line. `since` is when it was admitted (time.monotonic()); `servers` where it
+    may run (None: any)."""
 
     request: RequestBase
     spec: Spec
     turn: Turn
     owner: str
     since: float
+    servers: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,73 +195,179 @@ class LoadedModels:
     model: str | None
 
 
+@dataclass
+class Backend:
+    """One ComfyUI server as the studio sees it: its client, what it is believed to hold (only
+    a job past its loaders changes that; a restart, a reconnect or POST /free clears it), and
+    what the monitor last learned (readiness per mode, free memory)."""
+
+    label: str
+    client: ComfyJobs
+    loaded: LoadedModels | None = None
+    loaded_file: str | None = None           # the diffusion model (Started.loading_models)
+    loaded_at: float = 0.0                   # when `loaded` was set (the newest one is shown)
+    seen: tuple[int, int] | None = None      # the client's (epoch, generation) then
+    ready: dict[str, bool | None] = field(default_factory=dict)   # per mode; absent: unknown
+    missing: dict[str, str] = field(default_factory=dict)         # why a mode is not ready
+    vram_free: int | None = None
+
+    def forget(self) -> None:
+        self.loaded = None
+        self.loaded_file = None
+        self.seen = None
+
+
 class Studio:
     def __init__(
         self,
-        client: ComfyJobs,
+        client: ComfyJobs | Mapping[str, ComfyJobs],
         settings: Settings,
         library: TemplateLibrary,
         registry: ModeRegistry = REGISTRY,
         observers: Sequence[JobObserver] = (),
     ) -> None:
-        self.client = client
+        """`client`: one server's client (labelled after settings' first server), or one per
+        server by label (the first is the default)."""
+        clients = (
+            dict(client) if isinstance(client, Mapping)
+            else {settings.servers[0].label: client}
+        )
+        if not clients:
+            raise ValueError("a studio needs at least one ComfyUI client")
+        self.backends: dict[str, Backend] = {
+            label: Backend(label, one) for label, one in clients.items()
+        }
+        self._default = next(iter(self.backends.values()))
+        self.client = self._default.client
         self.settings = settings
         self.library = library
         self.registry = registry
         self.observers = tuple(observers)
-        # What ComfyUI holds for us, as far as the studio knows. Only a job that got past its
-        # model loaders changes it (a failed load is not a loaded model); a restart, a
-        # reconnect or POST /free clears it. `loaded` is what the monitor shows; `loaded_file`
-        # the diffusion model (Started.loading_models compares with it): background removal
-        # loads a small model next to it and leaves it there.
-        self.loaded: LoadedModels | None = None
-        self.loaded_file: str | None = None
-        self._seen_server: tuple[int, int] | None = None   # (epoch, generation) of `loaded`
-        # Jobs wait here for their turn, grouped by model if settings.scheduling says so.
-        self.scheduler = Scheduler(SchedulerConfig.from_settings(settings))
+        # Jobs wait here for their turn, grouped by model if settings.scheduling says so, and
+        # go to the server routing picks.
+        self.scheduler = Scheduler(
+            SchedulerConfig.from_settings(settings), servers=tuple(self.backends)
+        )
         # Full-resolution composites (Operation.assembles_full_size), one at a time: with the
         # turn (one prepare per server) this bounds what large inputs cost the process; and
         # their freed buffers go back to the OS (backend/operations/memory.py).
         self._full_size = asyncio.Semaphore(1)
         return_large_buffers_to_the_os()
 
+    # -- what the studio believes each server holds ------------------------------------------
+    def _newest(self) -> Backend | None:
+        holding = [b for b in self.backends.values() if b.loaded is not None]
+        return max(holding, key=lambda b: b.loaded_at) if holding else None
+
+    @property
+    def loaded(self) -> LoadedModels | None:
+        """What the server that loaded last holds (the only server's, with one)."""
+        newest = self._newest()
+        return newest.loaded if newest is not None else None
+
+    @property
+    def loaded_file(self) -> str | None:
+        """The diffusion model file of `loaded`'s server."""
+        newest = self._newest()
+        return newest.loaded_file if newest is not None else None
+
     @property
     def last_mode(self) -> str | None:
         """The mode of the last job that got past its model loaders (None: none, or forgotten)."""
-        return self.loaded.mode if self.loaded is not None else None
+        loaded = self.loaded
+        return loaded.mode if loaded is not None else None
 
-    def forget_loaded(self) -> None:
-        """ComfyUI holds nothing of ours any more (POST /free, a restart, a reconnect): the
-        next job loads again, and says so; the line stops grouping by the old model."""
-        self.loaded = None
-        self.loaded_file = None
-        self._seen_server = None
-        for server in self.scheduler.servers():
-            self.scheduler.forget_loaded(server)
+    def backend(self, server: str | None) -> Backend:
+        """The server a turn was released to (the default for a scheduler that does not know
+        our labels, as tests make: one server runs everything)."""
+        if server is not None:
+            found = self.backends.get(server)
+            if found is not None:
+                return found
+        return self._default
 
-    def notice_server_changes(self) -> bool:
-        """Forget what was loaded when the client saw ComfyUI reconnect or restart since that
-        belief was formed (client.epoch, client.server_generation). A reconnect may be a
-        restart the studio cannot tell apart: it assumes cold. True when it forgot."""
-        if self._seen_server is None:
-            return False
-        if (self.client.epoch, self.client.server_generation) == self._seen_server:
-            return False
-        log.info("ComfyUI reconnected or restarted: forgetting that %s was loaded",
-                 self.loaded.model if self.loaded is not None else "a model")
-        self.forget_loaded()
-        return True
+    def forget_loaded(self, server: str | None = None) -> None:
+        """ComfyUI holds nothing of ours any more on `server` (None: on every server; after
+        POST /free, a restart, a reconnect): the next job there loads again, and says so;
+        the line stops grouping by the old model there."""
+        for backend in self.backends.values():
+            if server is None or backend.label == server:
+                backend.forget()
+                if backend.label in self.scheduler.servers():
+                    self.scheduler.forget_loaded(backend.label)
 
-    def admit(self, request: RequestBase, *, owner: str = "") -> Admission:
-        """Check the request cheaply and take a place in the studio's line for `owner`.
-        Raises InvalidRequest or QueueFull at once, so a surface can refuse before it waits
-        (the API's 400 and 429). Nothing is decoded: a waiting job holds what was sent."""
+    def notice_server_changes(self, server: str | None = None) -> bool:
+        """Forget what was loaded on a server whose client saw ComfyUI reconnect or restart
+        since that belief was formed (client.epoch, client.server_generation). A reconnect may
+        be a restart the studio cannot tell apart: it assumes cold. True when it forgot."""
+        forgot = False
+        for backend in self.backends.values():
+            if server is not None and backend.label != server or backend.seen is None:
+                continue
+            if (backend.client.epoch, backend.client.server_generation) == backend.seen:
+                continue
+            log.info("ComfyUI %s reconnected or restarted: forgetting that %s was loaded",
+                     backend.label,
+                     backend.loaded.model if backend.loaded is not None else "a model")
+            self.forget_loaded(backend.label)
+            forgot = True
+        return forgot
+
+    def set_server_status(
+        self,
+        server: str,
+        *,
+        ready: Mapping[str, tuple[bool | None, str]],
+        vram_free: int | None,
+    ) -> None:
+        """What the monitor learned of one server: per mode (ready or not, or None: unknown;
+        and why not), and its free memory. Routing and failover read it."""
+        backend = self.backends[server]
+        backend.ready = {mode: known for mode, (known, _) in ready.items()}
+        backend.missing = {mode: why for mode, (known, why) in ready.items() if known is False}
+        backend.vram_free = vram_free
+
+    def servers_for(self, spec: Spec, only: str | None = None) -> frozenset[str] | None:
+        """Where a job of this mode may run: None for anywhere; `only` names one server.
+        Raises InvalidRequest for an unknown `only`, NotReadyAnywhere when every server is
+        known to lack what the mode needs (several servers only)."""
+        if only is not None:
+            if only not in self.backends:
+                raise InvalidRequest(
+                    f"There is no ComfyUI server called {only!r}; the servers are "
+                    f"{', '.join(self.backends)}.", "server",
+                )
+            return frozenset({only})
+        if len(self.backends) == 1:
+            return None
+        ready = frozenset(b.label for b in self.backends.values()
+                          if b.ready.get(spec.name) is not False)
+        if not ready:
+            reasons = "; ".join(
+                f"{b.label}: {b.missing.get(spec.name) or 'not ready'}"
+                for b in self.backends.values()
+            )
+            raise NotReadyAnywhere(
+                f"{spec.title} is not ready on any ComfyUI server ({reasons})."
+            )
+        return None if len(ready) == len(self.backends) else ready
+
+    def admit(
+        self, request: RequestBase, *, owner: str = "", server: str | None = None
+    ) -> Admission:
+        """Check the request cheaply and take a place in the studio's line for `owner`
+        (`server`: on that server only, e.g. a warm-up). Raises InvalidRequest (or
+        NotReadyAnywhere) or QueueFull at once, so a surface can refuse before it waits (the
+        API's 400, 424 and 429). Nothing is decoded: a waiting job holds what was sent."""
         spec = self.registry.spec_for(request)
         if spec is None:
             raise InvalidRequest(f"{type(request).__name__} is not a studio request.")
         spec.operation.validate(request, self.settings)
-        turn = self.scheduler.enter(spec.family.unet(request, self.settings), owner=owner)
-        return Admission(request, spec, turn, owner, time.monotonic())
+        servers = self.servers_for(spec, server)
+        turn = self.scheduler.enter(
+            spec.family.unet(request, self.settings), owner=owner, servers=servers
+        )
+        return Admission(request, spec, turn, owner, time.monotonic(), servers)
 
     async def run(
         self, job: RequestBase | Admission, *, surface: Surface = "ui", owner: str = ""
@@ -284,6 +411,9 @@ class Studio:
         else:
             try:
                 admission = self.admit(job, owner=owner)
+            except NotReadyAnywhere as exc:
+                yield Failed(exc.message, "", "missing_models")
+                return
             except InvalidRequest as exc:
                 yield Failed(exc.message, "", "invalid_input", exc.field)
                 return
@@ -299,59 +429,128 @@ class Studio:
             turn.leave()
 
     async def _admitted(self, admission: Admission) -> JobStream:
-        """Wait in line, then prepare (the first decode of the inputs) and run; one retry at a
+        """Wait in line, then prepare (the first decode of the inputs) and run. After a
+        failure: one move to another server when the first one went away (or, with
+        STUDIO_OOM_RETRY, ran out of memory and another has more free), and one retry at a
         lower resolution after out-of-memory when settings allow it."""
         request, spec, started = admission.request, admission.spec, admission.since
         wait_start = time.monotonic()
         async for position in admission.turn.wait():
             yield Queued(position, "")  # in the studio's queue: no prompt id yet
         # Time held in the studio's own line (queued_s is ComfyUI's queue).
-        waited = {"studio_wait_s": time.monotonic() - wait_start}
+        timings = {"studio_wait_s": time.monotonic() - wait_start}
         first = await self._prepare(request, spec, self.settings)
         if isinstance(first, Failed):
             yield first
             return
         prepared = first
-        oom: Failed | None = None
-        attempt = self._attempt(request, spec, prepared, admission.turn, started, (), waited)
-        async with _closing(attempt) as events:
-            async for event in events:
-                if isinstance(event, Failed) and event.kind == "out_of_memory" and (
-                    self.settings.oom_retry
-                ):
-                    oom = event
-                    break
-                yield event
-        if oom is None:
-            return
-        smaller = await self._smaller(request, spec, prepared)
-        if smaller is None:
-            yield oom
-            return
-        retry_request, retried = smaller
-        note = (
-            f"Out of memory at {_size(prepared.work_size)}; "
-            f"retried once at {_size(retried.work_size)}."
-        )
-        log.info("%s: %s", prepared.mode, note)
-        first_s = time.monotonic() - started
-        # The retry keeps the job's place (its first turn's time), past the caps: admitted.
-        turn = self.scheduler.enter(
-            retried.diffusion_model, owner=admission.owner, since=admission.turn.since,
-            capped=False,
-        )
+        turn = admission.turn
+        notes: tuple[str, ...] = ()
+        moved = shrunk = False
+        turns: list[Turn] = []       # the turns taken here (the admission's is _run's)
         try:
-            async for position in turn.wait():
-                yield Queued(position, "")
-            retry = self._attempt(
-                retry_request, spec, retried, turn, started, (note,),
-                {"oom_retry_after_s": first_s, **waited},
-            )
-            async with _closing(retry) as events:
-                async for event in events:
-                    yield event
+            while True:
+                failure: Failed | None = None
+                attempt = self._attempt(request, spec, prepared, turn, started, notes, timings)
+                async with _closing(attempt) as events:
+                    async for event in events:
+                        if isinstance(event, Failed) and self._may_retry(event, moved, shrunk):
+                            failure = event
+                            break
+                        yield event
+                if failure is None:
+                    return
+                turn.leave()         # a failed upload still held it
+                source = self.backend(turn.server).label
+                targets = None if moved else self._move_targets(admission, failure, source)
+                if targets:
+                    # The same request on another server, keeping its place in line.
+                    turn = self.scheduler.enter(
+                        prepared.diffusion_model, owner=admission.owner, since=turn.since,
+                        servers=targets, capped=False,
+                    )
+                    turns.append(turn)
+                    async for position in turn.wait():
+                        yield Queued(position, "")
+                    target = self.backend(turn.server).label
+                    note = (f"Moved from {source} to {target} after "
+                            f"{MOVE_WORDS.get(failure.kind, failure.kind)}.")
+                    log.warning("%s job: %s (%s)", prepared.mode, note, failure.detail)
+                    yield Moved(source, target, failure.kind, note)
+                    notes += (note,)
+                    timings = {**timings, "moved_after_s": time.monotonic() - started}
+                    moved = True
+                    shrunk = shrunk or failure.kind == "out_of_memory"
+                    continue
+                if failure.kind != "out_of_memory" or shrunk:
+                    yield failure
+                    return
+                smaller = await self._smaller(request, spec, prepared)
+                if smaller is None:
+                    yield failure
+                    return
+                request, retried = smaller
+                note = (
+                    f"Out of memory at {_size(prepared.work_size)}; "
+                    f"retried once at {_size(retried.work_size)}."
+                )
+                log.info("%s: %s", prepared.mode, note)
+                first_s = time.monotonic() - started
+                prepared, shrunk = retried, True
+                notes += (note,)
+                timings = {"oom_retry_after_s": first_s, **timings}
+                # The retry keeps the job's place (its first turn's time), past the caps:
+                # admitted.
+                turn = self.scheduler.enter(
+                    retried.diffusion_model, owner=admission.owner, since=turn.since,
+                    servers=admission.servers, capped=False,
+                )
+                turns.append(turn)
+                async for position in turn.wait():
+                    yield Queued(position, "")
         finally:
-            turn.leave()
+            for taken in turns:
+                taken.leave()
+
+    def _may_retry(self, failed: Failed, moved: bool, shrunk: bool) -> bool:
+        """Whether this failure might be retried (the plan comes after the attempt closed)."""
+        if failed.kind in MOVE_KINDS:
+            return not moved and len(self.backends) > 1
+        return failed.kind == "out_of_memory" and self.settings.oom_retry and not shrunk
+
+    def _move_targets(
+        self, admission: Admission, failed: Failed, source: str
+    ) -> frozenset[str] | None:
+        """The other servers this job may move to after `failed` on `source` (None: none).
+        A server that went away or lost the prompt: any other available one ready for the
+        mode. Out of memory (STUDIO_OOM_RETRY): only one with more free memory."""
+        if len(self.backends) < 2 or failed.kind not in (*MOVE_KINDS, "out_of_memory"):
+            return None
+        mode = admission.spec.name
+        allowed = admission.servers or frozenset(self.backends)
+        routable = set(self.scheduler.servers())
+        others = [
+            b for b in self.backends.values()
+            if b.label != source and b.label in allowed and b.label in routable
+            and b.ready.get(mode) is not False and self.scheduler.available(b.label)
+        ]
+        if failed.kind == "out_of_memory":
+            here = self.backends[source].vram_free
+            others = [b for b in others if b.vram_free is not None
+                      and (here is None or b.vram_free > here)]
+        return frozenset(b.label for b in others) or None
+
+    def _server_trouble(self, server: str, exc: ComfyError) -> None:
+        """A server failed under a job: unreachable → it takes nothing more until the monitor
+        (or its socket) sees it back, and whatever it held may be gone; a lost prompt → it
+        restarted cold. With one server nothing changes: the next job goes and says why."""
+        if len(self.backends) < 2 or server not in self.scheduler.servers():
+            return
+        if isinstance(exc, ComfyUnreachable):
+            self.scheduler.set_available(server, False)
+            self.forget_loaded(server)
+        elif isinstance(exc, ComfyPromptLost):
+            self.forget_loaded(server)
 
     # --- preparation ----------------------------------------------------------------------
 
@@ -392,12 +591,15 @@ class Studio:
         notes: tuple[str, ...] = (),
         extra_timings: Mapping[str, float] | None = None,
     ) -> JobStream:
-        """One submission on the turn just given (released): upload, bind, run, assemble."""
+        """One submission on the turn just given (released), on the server it was released
+        to: upload, bind, run, assemble."""
         op = spec.operation
         model = prepared.diffusion_model
-        self.notice_server_changes()
-        run = _Run(prepared.mode, model, model is not None and model != self.loaded_file,
-                   spec.family, spec.family.shown_model(request, self.settings))
+        backend = self.backend(turn.server)
+        client, server = backend.client, backend.label
+        self.notice_server_changes(server)
+        run = _Run(prepared.mode, model, model is not None and model != backend.loaded_file,
+                   server, spec.family, spec.family.shown_model(request, self.settings))
         run.timings.update(extra_timings or {})
         try:
             template: Template = self.library.get(
@@ -405,7 +607,7 @@ class Studio:
             )
             upload_start = time.monotonic()
             files = {
-                role: (await self.client.upload_image(data)).load_name
+                role: (await client.upload_image(data)).load_name
                 for role, data in prepared.uploads.items()
             }
             run.timings["upload_s"] = time.monotonic() - upload_start
@@ -418,7 +620,8 @@ class Studio:
             yield Failed(exc.message, exc.detail, "rejected")
             return
         except ComfyError as exc:
-            yield from_comfy_error(exc, models=self.settings.models)
+            self._server_trouble(server, exc)
+            yield replace(from_comfy_error(exc, models=self.settings.models), server=server)
             return
 
         run.tracker = ProgressTracker(graph)
@@ -430,7 +633,7 @@ class Studio:
                 async with _closing(self._follow(graph, run, [node])) as events:
                     async for event in events:
                         yield event
-                outputs[precheck] = await self._fetch(run.done, node)
+                outputs[precheck] = await self._fetch(client, run.done, node)
                 try:
                     op.check_precheck(prepared, outputs[precheck])
                 except InvalidRequest as exc:
@@ -442,13 +645,16 @@ class Studio:
             turn.leave()  # ComfyUI is done with it: the next job goes while we fetch
             for role, node in template.output_roles.items():
                 if role not in outputs:
-                    outputs[role] = await self._fetch(run.done, node)
+                    outputs[role] = await self._fetch(client, run.done, node)
         except ComfyError as exc:
-            turn.leave()  # before the consumer gets the error: it may hold on to it
-            yield from_comfy_error(
+            # Before the turn is left (the next job must not go to a server that is gone),
+            # and before the consumer gets the error (it may hold on to it).
+            self._server_trouble(server, exc)
+            turn.leave()
+            yield replace(from_comfy_error(
                 exc, graph=graph, template=str(template.path), work_size=prepared.work_size,
                 models=self.settings.models,
-            )
+            ), server=server)
             return
 
         if not outputs.get("output"):
@@ -478,6 +684,7 @@ class Studio:
             models_loaded=run.loaded.swapped if run.loaded is not None else run.loading_models,
             notes=prepared.notes + notes,
             prompt_id=run.prompt_id,
+            server=server,
         )
 
     async def _follow(
@@ -487,7 +694,7 @@ class Studio:
         tracker = run.tracker
         assert tracker is not None
         run.done = None
-        stream = self.client.execute(
+        stream = self.backend(run.server).client.execute(
             graph, timeout=self.settings.job_timeout_s, partial_targets=targets or None
         )
         async with _closing(stream):
@@ -495,7 +702,7 @@ class Studio:
                 if isinstance(item, PromptQueued):
                     run.prompt_id, run.queued_at = item.prompt_id, time.monotonic()
                     run.started_at = None
-                    yield Queued(item.position, item.prompt_id)
+                    yield Queued(item.position, item.prompt_id, run.server)
                 elif isinstance(item, ExecutionStart):
                     run.started_at = time.monotonic()
                     run.timings["queued_s"] += run.started_at - run.queued_at
@@ -552,7 +759,7 @@ class Studio:
         if run.announced:
             return None
         run.announced = True
-        return Started(run.loading_models)
+        return Started(run.loading_models, run.server)
 
     def _past_loaders(self, run: _Run) -> ModelsLoaded | None:
         """Once per attempt, when every loader node of the job's family has finished (ran or
@@ -562,24 +769,28 @@ class Studio:
             return None
         if not run.loaders <= run.done_nodes:
             return None
-        self.notice_server_changes()
+        backend = self.backend(run.server)
+        self.notice_server_changes(backend.label)
         # Loaders ComfyUI served from its cache loaded nothing: their models were still there
         # (after a reconnect that was no restart, say).
-        swapped = (run.model is not None and run.model != self.loaded_file
+        swapped = (run.model is not None and run.model != backend.loaded_file
                    and not run.loaders <= run.cached_nodes)
-        run.loaded = ModelsLoaded(run.family.name, run.shown, swapped)
-        self.loaded = LoadedModels(run.mode, run.family.name, run.shown)
+        run.loaded = ModelsLoaded(run.family.name, run.shown, swapped, backend.label)
+        backend.loaded = LoadedModels(run.mode, run.family.name, run.shown)
+        backend.loaded_at = time.monotonic()
         if run.model is not None:
-            self.loaded_file = run.model
-        self._seen_server = (self.client.epoch, self.client.server_generation)
+            backend.loaded_file = run.model
+        backend.seen = (backend.client.epoch, backend.client.server_generation)
         return run.loaded
 
-    async def _fetch(self, done: PromptDone | None, node_id: str) -> list[Image.Image]:
+    async def _fetch(
+        self, client: ComfyJobs, done: PromptDone | None, node_id: str
+    ) -> list[Image.Image]:
         """The images one known output node saved (never "the first image in history")."""
         if done is None:
             return []
         refs = done.images(node_id)
-        blobs = await asyncio.gather(*(self.client.view(ref) for ref in refs))
+        blobs = await asyncio.gather(*(client.view(ref) for ref in refs))
         try:
             return [await asyncio.to_thread(decode_output, blob) for blob in blobs]
         except OSError as exc:

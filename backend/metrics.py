@@ -5,18 +5,35 @@ job's start, events and end to it, so every caller of `studio.run` is counted wi
 code path, and the surface label is the one the caller passed to `run(..., surface=…)`. Each
 studio gets its own `CollectorRegistry` (never the global one), so several apps in one test
 process do not collide.
+
+Per ComfyUI server (`backend` = its label): `studio_backend_jobs_total{backend,mode,outcome}`
+(each attempt's end there: finished, failed or moved away), `studio_backend_job_seconds`
+(jobs finished there), `studio_backend_model_swaps_total`, `studio_backend_queue{state}`
+(running, pending, and ours in flight), `studio_backend_vram_{used,total}_bytes`,
+`studio_backend_up`; and `studio_failovers_total{from_backend,to_backend,reason}`. The older
+series without `backend` stay as they were: the studio's totals.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from backend.events import Failed, Finished, JobEvent, JobInfo, ModelsLoaded, Outcome, Surface
+from backend.events import (
+    Failed,
+    Finished,
+    JobEvent,
+    JobInfo,
+    ModelsLoaded,
+    Moved,
+    Outcome,
+    Surface,
+)
 from backend.monitor import MonitorSnapshot
 
 log = logging.getLogger(__name__)
@@ -67,6 +84,41 @@ class StudioMetrics:
         self.vram_used = Gauge("studio_vram_used_bytes", "GPU memory in use", registry=r)
         self.vram_total = Gauge("studio_vram_total_bytes", "GPU memory in total", registry=r)
         self.comfy_up = Gauge("studio_comfyui_up", "1 when ComfyUI answered the last poll", registry=r)
+        # -- per ComfyUI server ("backend": its label) --
+        self.backend_jobs = Counter(
+            "studio_backend_jobs",
+            "Attempts that ended on a ComfyUI server: finished, failed, or moved away",
+            ["backend", "mode", "outcome"], registry=r,
+        )
+        self.backend_latency = Histogram(
+            "studio_backend_job_seconds",
+            "Wall time of jobs that finished on a server, from submission to images",
+            ["backend", "mode"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.backend_swaps = Counter(
+            "studio_backend_model_swaps", "Jobs that loaded another diffusion model there",
+            ["backend", "mode"], registry=r,
+        )
+        self.failovers = Counter(
+            "studio_failovers",
+            "Jobs moved to another server after theirs failed under them (Moved events)",
+            ["from_backend", "to_backend", "reason"], registry=r,
+        )
+        self.backend_queue = Gauge(
+            "studio_backend_queue",
+            "A server's ComfyUI queue (running, pending) and our jobs in flight there (studio)",
+            ["backend", "state"], registry=r,
+        )
+        self.backend_vram_used = Gauge(
+            "studio_backend_vram_used_bytes", "GPU memory in use", ["backend"], registry=r
+        )
+        self.backend_vram_total = Gauge(
+            "studio_backend_vram_total_bytes", "GPU memory in total", ["backend"], registry=r
+        )
+        self.backend_up = Gauge(
+            "studio_backend_up", "1 when the server answered the last poll", ["backend"],
+            registry=r,
+        )
 
     # -- the job observer ------------------------------------------------------------------
     def job_started(self, job: JobInfo) -> None:
@@ -76,11 +128,22 @@ class StudioMetrics:
     def job_event(self, job: JobInfo, event: JobEvent) -> None:
         if isinstance(event, ModelsLoaded) and event.swapped:
             self.swaps.labels(job.mode).inc()
+            if event.server:
+                self.backend_swaps.labels(event.server, job.mode).inc()
         elif isinstance(event, Finished):
+            seconds = time.monotonic() - job.started
             self.finished.labels(job.mode, job.surface).inc()
-            self.latency.labels(job.mode, job.surface).observe(time.monotonic() - job.started)
+            self.latency.labels(job.mode, job.surface).observe(seconds)
+            if event.server:
+                self.backend_jobs.labels(event.server, job.mode, "finished").inc()
+                self.backend_latency.labels(event.server, job.mode).observe(seconds)
         elif isinstance(event, Failed):
             self.errors.labels(job.mode, job.surface, event.kind).inc()
+            if event.server:
+                self.backend_jobs.labels(event.server, job.mode, "failed").inc()
+        elif isinstance(event, Moved):
+            self.failovers.labels(event.from_server, event.to_server, event.reason).inc()
+            self.backend_jobs.labels(event.from_server, job.mode, "moved").inc()
 
     def job_ended(self, job: JobInfo, outcome: Outcome) -> None:
         self.in_progress.labels(job.surface).dec()
@@ -98,6 +161,18 @@ class StudioMetrics:
             self.vram_total.set(snap.vram_total)
             if snap.vram_free is not None:
                 self.vram_used.set(snap.vram_total - snap.vram_free)
+
+    def update_from_servers(self, snaps: Mapping[str, MonitorSnapshot]) -> None:
+        """Each server's latest poll into the per-backend gauges (at scrape time)."""
+        for label, snap in snaps.items():
+            self.backend_up.labels(label).set(1 if snap.online else 0)
+            self.backend_queue.labels(label, "running").set(len(snap.queue_running))
+            self.backend_queue.labels(label, "pending").set(len(snap.queue_pending))
+            self.backend_queue.labels(label, "studio").set(snap.studio_running)
+            if snap.vram_total is not None:
+                self.backend_vram_total.labels(label).set(snap.vram_total)
+                if snap.vram_free is not None:
+                    self.backend_vram_used.labels(label).set(snap.vram_total - snap.vram_free)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

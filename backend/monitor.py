@@ -1,4 +1,4 @@
-"""One poller of ComfyUI's `/system_stats` + `/queue` for every viewer.
+"""One poller of ComfyUI's `/system_stats` + `/queue` for every viewer, per server.
 
 `snapshot()` never blocks and never raises: it returns the latest poll and marks that someone is
 watching. The poll task runs only while someone asked in the last minute, so the request rate to
@@ -13,20 +13,29 @@ the studio forgets what it believed was loaded (so does a reconnect or a restart
 notices: `Studio.notice_server_changes`). On a CPU device (ComfyUI's `--cpu`) the memory is
 RAM: every sentence says so (`MEMORY_WORDS`), and what ComfyUI holds is not read from the
 device figures (torch's are the whole machine's RAM there).
+
+Several servers: one snapshot per server (`server_snapshots()`, labelled) and an aggregate
+(`snapshot()`, what the single-server callers read: online if any server is, a mode ready if
+any server is ready for it, unready only if every server is known unready). The poller then
+runs at a constant rate whether anyone watches or not (routing needs fresh facts: 2 requests
+per server per interval, however many pages are open), and feeds the studio: which servers
+are available (also at once from each server's websocket going down or up), other clients'
+prompts in each queue, readiness per mode and free memory (`Studio.set_server_status`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from backend.comfy import QueueSnapshot, SystemStats
-from backend.jobs import Studio
+from backend.comfy import ConnectionChanged, QueueSnapshot, StatusMessage, SystemStats
+from backend.jobs import LoadedModels, Studio
 from backend.modes import REGISTRY, ModeRegistry, ModeSpec
 from backend.preflight import ModeReadiness, check_modes
 from backend.redaction import offline_message
@@ -49,7 +58,19 @@ class StatusClient(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def session_id(self) -> str: ...     # marks our prompts in its queue (other load = the rest)
+
     def open_socket(self) -> None: ...
+
+    @property
+    def abandoned_prompt_ids(self) -> frozenset[str]: ...
+
+    async def cancel_abandoned(self) -> int: ...
+
+    def add_listener(
+        self, listener: Callable[[StatusMessage | ConnectionChanged], None]
+    ) -> Callable[[], None]: ...
 
     async def system_stats(self) -> SystemStats: ...
 
@@ -120,32 +141,73 @@ class MonitorSnapshot:
     loaded_family: str | None = None         # its model family ("edit model", …)
     swap_cost_s: tuple[float, float] = SWAP_COST_S
     modes: Mapping[str, ModeStatus] = field(default_factory=dict)
+    server: str = ""                         # the server's label ("" for the aggregate)
+    studio_running: int = 0                  # our jobs running there (all servers: aggregate)
+
+
+@dataclass(eq=False)
+class _Watch:
+    """One server: its client, its latest snapshot and readiness."""
+
+    label: str
+    client: StatusClient
+    snap: MonitorSnapshot
+    readiness: dict[str, ModeReadiness] = field(default_factory=dict)
+    readiness_at: float = 0.0
+    remove_listener: Callable[[], None] | None = None
 
 
 class Monitor:
     def __init__(
         self,
-        client: StatusClient,
+        client: StatusClient | Mapping[str, StatusClient],
         settings: Settings,
         library: TemplateLibrary,
         registry: ModeRegistry = REGISTRY,
         studio: Studio | None = None,
     ) -> None:
-        self._client = client
+        """`client`: one server's (labelled after settings' first server), or one per server
+        by label, the default first."""
         self._settings = settings
         self._library = library
         self._registry = registry
         self._studio = studio
-        self._readiness: dict[str, ModeReadiness] = {}
-        self._readiness_at = 0.0
+        clients = (
+            dict(client) if isinstance(client, Mapping)
+            else {settings.servers[0].label: client}
+        )
+        if not clients:
+            raise ValueError("a monitor needs at least one ComfyUI client")
+        self._watches = [
+            _Watch(label, one, MonitorSnapshot(online=False, error="Checking ComfyUI…",
+                                               server=label))
+            for label, one in clients.items()
+        ]
+        self._several = len(self._watches) > 1
         self._last_watch = 0.0
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._soon: asyncio.Event | None = None      # several servers: poll now (a reconnect)
         self._poll_lock: asyncio.Lock | None = None
         self.polls = 0           # how many polls reached out to ComfyUI (tests, bench)
-        self._snap = MonitorSnapshot(online=False, error="Checking ComfyUI…")
-        self._snap = replace(self._snap, modes=self._modes(self._snap))
+        for watch in self._watches:
+            watch.snap = replace(watch.snap, modes=self._modes(watch, watch.snap))
+        self._snap = self._aggregate()
+
+    @property
+    def _readiness_at(self) -> float:
+        """When readiness was last checked (the oldest server's); 0 forces a re-check."""
+        return min(w.readiness_at for w in self._watches)
+
+    @_readiness_at.setter
+    def _readiness_at(self, value: float) -> None:
+        for watch in self._watches:
+            watch.readiness_at = value
+
+    def servers(self) -> tuple[str, ...]:
+        """The servers' labels, the default first."""
+        return tuple(w.label for w in self._watches)
 
     # -- public ----------------------------------------------------------------------------
     def snapshot(self) -> MonitorSnapshot:
@@ -165,26 +227,43 @@ class Monitor:
             self._wake.set()
         return self._current(self._snap)
 
+    def server_snapshots(self) -> dict[str, MonitorSnapshot]:
+        """Each server's latest poll by label (the default first); like snapshot(), never
+        blocks and marks "someone is watching"."""
+        self.snapshot()
+        return {w.label: self._current_server(w) for w in self._watches}
+
     async def refresh_now(self) -> MonitorSnapshot:
         """Poll right away (not counted as watching) and return the fresh snapshot."""
         await self._poll()
         return self._current(self._snap)
 
-    async def free_vram(self) -> str:
-        """POST /free (unload models, free memory), then refresh; a sentence for the UI."""
-        before = self._snap.vram_free
-        words = MEMORY_WORDS[self._snap.memory]
+    async def free_vram(self, server: str | None = None) -> str:
+        """POST /free (unload models, free memory) on one server or all, then refresh; a
+        sentence for the UI (with several servers, one per server, each named)."""
+        watches = [w for w in self._watches if server is None or w.label == server]
+        if not watches:
+            return (f"Could not free memory: there is no ComfyUI server called {server!r} "
+                    f"(the servers are {', '.join(self.servers())}).")
+        if not self._several:
+            return await self._free_one(watches[0])
+        sentences = await asyncio.gather(*(self._free_one(w) for w in watches))
+        return " ".join(f"{w.label}: {text}" for w, text in zip(watches, sentences, strict=True))
+
+    async def _free_one(self, watch: _Watch) -> str:
+        before = watch.snap.vram_free
+        words = MEMORY_WORDS[watch.snap.memory]
         try:
             async with asyncio.timeout(POLL_TIMEOUT_S):
-                await self._client.free()
+                await watch.client.free()
         except Exception as exc:  # a sentence, never an exception, for the button
             log.warning("free %s failed: %s", words.memory, exc)
             return f"Could not free {words.memory}: " + offline_message(
                 exc, self._settings.comfy_url)
         # ComfyUI holds no model now: the next job loads one (Started.loading_models, swaps).
-        if self._studio is not None:
-            self._studio.forget_loaded()
-        snap = await self.refresh_now()
+        self._forget(watch)
+        await self.refresh_now()
+        snap = watch.snap
         if before is None or snap.vram_free is None:
             return "Asked ComfyUI to unload its models and free memory."
         freed = max(0, snap.vram_free - before)
@@ -199,9 +278,31 @@ class Monitor:
             return
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._soon = asyncio.Event()
+        if self._several:
+            for watch in self._watches:
+                if watch.remove_listener is None:
+                    watch.remove_listener = watch.client.add_listener(
+                        functools.partial(self._socket_changed, watch)
+                    )
         self._task = self._loop.create_task(self._run(), name="comfyui-monitor")
 
+    def _socket_changed(self, watch: _Watch, item: StatusMessage | ConnectionChanged) -> None:
+        """Several servers: a server's websocket went down or came up. Routing learns at once
+        (no new job goes to a server whose socket just dropped), and a server back gets a
+        poll now (readiness, the queue)."""
+        if not isinstance(item, ConnectionChanged):
+            return
+        if self._studio is not None:
+            self._studio.scheduler.set_available(watch.label, item.connected)
+        if item.connected and self._soon is not None:
+            self._soon.set()
+
     async def aclose(self) -> None:
+        for watch in self._watches:
+            if watch.remove_listener is not None:
+                watch.remove_listener()
+                watch.remove_listener = None
         task, self._task = self._task, None
         # Cancel until it is really done: a cancel that lands as an await completes can be lost.
         for _ in range(20):
@@ -215,8 +316,9 @@ class Monitor:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
-            if time.monotonic() - self._last_watch > WATCH_WINDOW_S:
-                # Nobody watching: sleep until the next snapshot() wakes us.
+            if not self._several and time.monotonic() - self._last_watch > WATCH_WINDOW_S:
+                # Nobody watching: sleep until the next snapshot() wakes us. (Several servers
+                # are always polled: routing reads what the polls learn.)
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -226,7 +328,18 @@ class Monitor:
                 raise
             except Exception:  # _poll handles ComfyUI errors; this is a bug guard
                 log.exception("monitor poll crashed")
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """The poll interval; with several servers cut short by a server coming back."""
+        soon = self._soon
+        if not self._several or soon is None:
             await asyncio.sleep(self._settings.poll_interval_s)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.poll_interval_s):
+                await soon.wait()
+        soon.clear()
 
     def _lock(self) -> asyncio.Lock:
         if self._poll_lock is None:
@@ -236,89 +349,169 @@ class Monitor:
     async def _poll(self) -> None:
         async with self._lock():
             self.polls += 1
-            was_online = self._snap.online
-            try:
-                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
-                async with asyncio.timeout(POLL_TIMEOUT_S):
-                    stats, queue = await asyncio.gather(
-                        self._client.system_stats(), self._client.queue()
-                    )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if was_online or self._snap.checked_at is None:
-                    log.warning("ComfyUI went offline: %s", exc)
-                # Down, killed or restarting: whatever it held may be gone.
-                if self._studio is not None:
-                    self._studio.forget_loaded()
-                self._snap = replace(
-                    self._snap,
-                    online=False,
-                    error=offline_message(exc, self._settings.comfy_url),
-                    checked_at=time.time(),
-                    websocket_connected=self._client.connected,
-                    queue_running=(),
-                    queue_pending=(),
-                )
-                self._readiness_at = 0.0    # re-check as soon as it is back
-                self._snap = replace(self._snap, modes=self._modes(self._snap))
-                return
-            if not was_online and self._snap.checked_at is not None:
-                log.info("ComfyUI is online again")
-            # The shared socket otherwise opens with the first job; /healthz and the sidebar
-            # should see it connected as soon as ComfyUI answers.
-            if not self._client.connected:
-                self._client.open_socket()
-            if self._studio is not None:
-                self._studio.notice_server_changes()
-            device = stats.devices[0] if stats.devices else None
-            on_cpu = device is not None and device.type == "cpu"
-            snap = MonitorSnapshot(
-                online=True,
-                error=None,
-                comfyui_version=stats.comfyui_version,
+            await asyncio.gather(*(self._poll_server(w) for w in self._watches))
+            self._snap = self._aggregate()
+
+    def _forget(self, watch: _Watch) -> None:
+        """Whatever this server held may be gone."""
+        if self._studio is None:
+            return
+        if self._several:
+            self._studio.forget_loaded(watch.label)
+        else:
+            self._studio.forget_loaded()
+
+    def _notice(self, watch: _Watch) -> None:
+        if self._studio is None:
+            return
+        if self._several:
+            self._studio.notice_server_changes(watch.label)
+        else:
+            self._studio.notice_server_changes()
+
+    async def _poll_server(self, watch: _Watch) -> None:
+        client, old = watch.client, watch.snap
+        was_online = old.online
+        name = f"ComfyUI {watch.label}" if self._several else "ComfyUI"
+        try:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+            async with asyncio.timeout(POLL_TIMEOUT_S):
+                stats, queue = await asyncio.gather(client.system_stats(), client.queue())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if was_online or old.checked_at is None:
+                log.warning("%s went offline: %s", name, exc)
+            # Down, killed or restarting: whatever it held may be gone.
+            self._forget(watch)
+            snap = replace(
+                old,
+                online=False,
+                error=offline_message(exc, self._settings.comfy_url),
                 checked_at=time.time(),
-                websocket_connected=self._client.connected,
-                device_name=device.name if device else None,
-                memory=(CPU_WORDS if on_cpu else GPU_WORDS).memory,
-                vram_total=device.vram_total if device else None,
-                vram_free=device.vram_free if device else None,
-                # On a CPU device torch's figures are the machine's whole RAM, not ComfyUI's.
-                comfy_vram_held=device.torch_vram_held if device and not on_cpu else None,
-                ram_total=stats.ram_total,
-                ram_free=stats.ram_free,
-                queue_running=tuple(i.prompt_id for i in queue.running),
-                queue_pending=tuple(i.prompt_id for i in queue.pending),
+                websocket_connected=client.connected,
+                queue_running=(),
+                queue_pending=(),
             )
-            reconnected = not was_online or (
-                snap.websocket_connected and not self._snap.websocket_connected
-            )
-            if reconnected or time.monotonic() - self._readiness_at > READINESS_EVERY_S:
-                await self._check_readiness()
-            self._snap = replace(snap, modes=self._modes(snap))
+            watch.readiness_at = 0.0    # re-check as soon as it is back
+            watch.snap = replace(snap, modes=self._modes(watch, snap))
+            self._feed(watch, available=False)
+            return
+        if not was_online and old.checked_at is not None:
+            log.info("%s is online again", name)
+        # The shared socket otherwise opens with the first job; /healthz and the sidebar
+        # should see it connected as soon as ComfyUI answers.
+        if not client.connected:
+            client.open_socket()
+        self._notice(watch)
+        device = stats.devices[0] if stats.devices else None
+        on_cpu = device is not None and device.type == "cpu"
+        snap = MonitorSnapshot(
+            online=True,
+            error=None,
+            comfyui_version=stats.comfyui_version,
+            checked_at=time.time(),
+            websocket_connected=client.connected,
+            device_name=device.name if device else None,
+            memory=(CPU_WORDS if on_cpu else GPU_WORDS).memory,
+            vram_total=device.vram_total if device else None,
+            vram_free=device.vram_free if device else None,
+            # On a CPU device torch's figures are the machine's whole RAM, not ComfyUI's.
+            comfy_vram_held=device.torch_vram_held if device and not on_cpu else None,
+            ram_total=stats.ram_total,
+            ram_free=stats.ram_free,
+            queue_running=tuple(i.prompt_id for i in queue.running),
+            queue_pending=tuple(i.prompt_id for i in queue.pending),
+            server=watch.label,
+        )
+        reconnected = not was_online or (
+            snap.websocket_connected and not old.websocket_connected
+        )
+        if reconnected or time.monotonic() - watch.readiness_at > READINESS_EVERY_S:
+            await self._check_readiness(watch)
+        watch.snap = replace(snap, modes=self._modes(watch, snap))
+        self._feed(watch, available=True, queue=queue)
+        if self._several and client.abandoned_prompt_ids:
+            # A job moved away while this server did not answer (its socket may never have
+            # dropped): what it left there must not run for nobody.
+            await client.cancel_abandoned()
+
+    def _feed(self, watch: _Watch, *, available: bool, queue: QueueSnapshot | None = None
+              ) -> None:
+        """Several servers: tell the studio's routing what this poll learned."""
+        studio = self._studio
+        if studio is None or not self._several:
+            return
+        label = watch.label
+        studio.scheduler.set_available(label, available)
+        if queue is not None:
+            mine = watch.client.session_id
+            others = sum(1 for item in (*queue.running, *queue.pending)
+                         if item.studio_session != mine)
+            studio.scheduler.set_external_load(label, others)
+        studio.set_server_status(
+            label,
+            ready={mode: (status.ready, status.missing) for mode, status in
+                   watch.snap.modes.items()},
+            vram_free=watch.snap.vram_free if available else None,
+        )
+
+    def _aggregate(self) -> MonitorSnapshot:
+        """What the single-server callers read: one server's snapshot as it is; with several,
+        online if any is, the roomiest online server's device figures, every queue, and per
+        mode: ready if any server is, unready only if every server is known unready."""
+        snaps = [w.snap for w in self._watches]
+        if not self._several:
+            return snaps[0]
+        online = [s for s in snaps if s.online]
+        base = max(online, key=lambda s: s.vram_free or -1) if online else snaps[0]
+        modes: dict[str, ModeStatus] = {}
+        for name, status in base.modes.items():
+            each = [s.modes[name] for s in snaps if name in s.modes]
+            readies = [m.ready for m in each]
+            ready = True if True in readies else (
+                False if readies and all(r is False for r in readies) else None)
+            missing = "" if ready is not False else "; ".join(
+                f"{s.server}: {s.modes[name].missing}" for s in snaps if name in s.modes)
+            fitting = [m.fits for m in each]
+            fits = True if True in fitting else (
+                False if fitting and all(f is False for f in fitting) else None)
+            modes[name] = replace(status, ready=ready, missing=missing, fits=fits)
+        checked = [s.checked_at for s in snaps if s.checked_at is not None]
+        return replace(
+            base,
+            online=bool(online),
+            error=None if online else base.error,
+            checked_at=max(checked) if checked else None,
+            websocket_connected=any(s.websocket_connected for s in online),
+            queue_running=tuple(p for s in snaps for p in s.queue_running),
+            queue_pending=tuple(p for s in snaps for p in s.queue_pending),
+            modes=modes,
+            server="",
+        )
 
     # -- readiness and fit ------------------------------------------------------------------
-    async def _check_readiness(self) -> None:
+    async def _check_readiness(self, watch: _Watch) -> None:
         try:
             async with asyncio.timeout(POLL_TIMEOUT_S * 3):
                 result = await check_modes(
-                    self._client, self._library, self._settings, self._registry
+                    watch.client, self._library, self._settings, self._registry
                 )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("readiness check failed: %s", exc)
             return    # keep the previous answer; retried on the next poll
-        self._readiness = result
-        self._readiness_at = time.monotonic()
+        watch.readiness = result
+        watch.readiness_at = time.monotonic()
 
-    def _modes(self, snap: MonitorSnapshot) -> dict[str, ModeStatus]:
-        last = self._last_run()
+    def _modes(self, watch: _Watch, snap: MonitorSnapshot) -> dict[str, ModeStatus]:
+        last = self._last_run(self._loaded(watch))
         out = {}
         for spec in self._registry:
             # Offline: unknown (None), as before the first check; the last answer returns
             # with ComfyUI only after a fresh check (done as it comes back).
-            known = self._readiness.get(spec.name) if snap.online else None
+            known = watch.readiness.get(spec.name) if snap.online else None
             ready = known.ready if known is not None else None
             missing = known.message if known is not None else ""
             out[spec.name] = self._mode_status(spec, ready, missing, snap, last)
@@ -340,8 +533,16 @@ class Monitor:
         return ModeStatus(spec.name, ready, missing, peak, fits, note)
 
     # -- what the studio ran last -------------------------------------------------------------
-    def _last_run(self) -> LastRun | None:
-        loaded = self._studio.loaded if self._studio is not None else None
+    def _loaded(self, watch: _Watch | None) -> LoadedModels | None:
+        """What the studio believes `watch`'s server holds (None: the newest anywhere)."""
+        studio = self._studio
+        if studio is None:
+            return None
+        if watch is None or not self._several:
+            return studio.loaded
+        return studio.backend(watch.label).loaded
+
+    def _last_run(self, loaded: LoadedModels | None) -> LastRun | None:
         if loaded is None:
             return None
         mode = loaded.mode
@@ -350,23 +551,33 @@ class Monitor:
             return LastRun(None, 0.0)
         return LastRun(spec.family.name, spec.peak_vram(self._settings))
 
-    def _current(self, snap: MonitorSnapshot) -> MonitorSnapshot:
-        """The snapshot with what the studio holds right now (cheap: no poll)."""
+    def _current(self, snap: MonitorSnapshot, watch: _Watch | None = None) -> MonitorSnapshot:
+        """The snapshot with what the studio holds right now (cheap: no poll); `watch`: one
+        server's (with several), else the aggregate's."""
         studio = self._studio
-        loaded = studio.loaded if studio is not None else None
+        loaded = self._loaded(watch)
+        running = 0
+        if studio is not None:
+            running = (studio.scheduler.in_flight if watch is None or not self._several
+                       else studio.scheduler.in_flight_on(watch.label))
         state = (
             loaded.mode if loaded is not None else None,
             loaded.model if loaded is not None else None,
             loaded.family if loaded is not None else None,
             studio.scheduler.waiting_count if studio is not None else 0,
+            running,
         )
-        if state == (snap.last_mode, snap.loaded_file, snap.loaded_family, snap.studio_waiting):
+        if state == (snap.last_mode, snap.loaded_file, snap.loaded_family, snap.studio_waiting,
+                     snap.studio_running):
             return snap
-        last_mode, loaded_file, loaded_family, waiting = state
+        last_mode, loaded_file, loaded_family, waiting, running = state
         return replace(
             snap, last_mode=last_mode, loaded_file=loaded_file, loaded_family=loaded_family,
-            studio_waiting=waiting,
+            studio_waiting=waiting, studio_running=running,
         )
+
+    def _current_server(self, watch: _Watch) -> MonitorSnapshot:
+        return self._current(watch.snap, watch if self._several else None)
 
 
 def estimate_fit(

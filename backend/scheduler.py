@@ -23,8 +23,13 @@ A person's own jobs keep their order unless grouping passes one (bounded by rule
 "fifo" releases in arrival order, ignoring owners and models.
 
 Several servers: a free server takes the job the policy picks for what it has loaded; routing
-"affinity" prefers the server whose loaded model matches, "least-loaded" ignores models and
-picks the server with the shortest line of other clients' work (round robin among equals).
+"affinity" prefers the server whose loaded model matches (then one that holds none, so no warm
+model is evicted), then the shortest expected wait (our
+jobs in flight there plus other clients' prompts in its ComfyUI queue), then round robin;
+"least-loaded" ignores models and picks the server with the shortest line (round robin among
+equals). The fairness rules above choose the job whichever server asks, so their bounds hold
+across servers. A server marked unavailable takes nothing, unless every server is: then jobs
+go anyway and fail fast (as with one server) rather than wait with no end.
 
 Work per join/leave does not grow with the queue: O(owners) to pick, O(1) to join; waiting jobs
 learn their place from a throttled tick (`position_refresh_s`), not from every change.
@@ -287,6 +292,13 @@ class Scheduler:
     def servers(self) -> tuple[str, ...]:
         return tuple(self._servers)
 
+    def available(self, server: str) -> bool:
+        return self._servers[server].available
+
+    def in_flight_on(self, server: str) -> int:
+        """Our jobs released to `server` and not yet done."""
+        return self._servers[server].in_flight
+
     def running(self) -> tuple[Turn, ...]:
         """The jobs released to a server and not yet done, oldest first."""
         return tuple(self._running.values())
@@ -402,7 +414,13 @@ class Scheduler:
     def _pump(self) -> None:
         """Release jobs while some server has room for ours."""
         while self._waiting:
-            free = [s for s in self._servers.values() if s.available and s.in_flight < self.config.depth]
+            servers = self._servers.values()
+            # Every server down: let jobs go and fail fast rather than wait with no end.
+            anywhere = not any(s.available for s in servers)
+            free = [
+                s for s in servers
+                if (s.available or anywhere) and s.in_flight < self.config.depth
+            ]
             if not free:
                 return
             picked = self._pick(free)
@@ -415,7 +433,7 @@ class Scheduler:
         if self.config.routing == "least-loaded" or len(self._servers) == 1:
             # Least-loaded: the job the policy picks for the last loaded group, to the free
             # server with the shortest line; one server: the same thing.
-            order = sorted(free, key=lambda s: (s.external, next(self._rr)))
+            order = sorted(free, key=lambda s: (s.in_flight + s.external, next(self._rr)))
             for server in order:
                 loaded = server.loaded if len(self._servers) == 1 else self._last_group
                 entry = self._choose(server.label, loaded)
@@ -427,8 +445,13 @@ class Scheduler:
             entry = self._choose(server.label, server.loaded)
             if entry is None:
                 continue
-            swap = 0 if entry.group is None or entry.group == server.loaded else 1
-            score = (swap, server.external, next(self._rr))
+            # No swap first; then a server holding nothing (a load, but no warm model evicted
+            # that another job may want); then a swap.
+            if entry.group is None or entry.group == server.loaded:
+                swap = 0
+            else:
+                swap = 1 if server.loaded is None else 2
+            score = (swap, server.in_flight + server.external, next(self._rr))
             if best is None or score < best[0]:
                 best = (score, server, entry)
         return None if best is None else (best[1], best[2])

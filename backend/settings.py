@@ -8,11 +8,15 @@ carry the overrides.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from backend import limits
 from backend.library.config import LibraryConfig
@@ -21,6 +25,76 @@ DEFAULT_COMFY_URL = "http://127.0.0.1:8188"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # STUDIO_PEAK_VRAM_<MODE>=GB overrides a mode's declared peak (any mode, apps included).
 PEAK_VRAM_PREFIX = "STUDIO_PEAK_VRAM_"
+
+
+# A label people see for a server: short, no spaces (it names the server in the sidebar, in
+# /healthz and /metrics, and in "moved from a to b").
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+@dataclass(frozen=True)
+class ComfyServer:
+    """One ComfyUI server: `label` is what people see, `url` never leaves the studio."""
+
+    label: str
+    url: str
+
+
+@functools.lru_cache(maxsize=64)
+def parse_servers(raw: str) -> tuple[ComfyServer, ...]:
+    """`COMFYUI_URL` → the servers, in order (the first is the default).
+
+    `http://gpu-a:8188,http://gpu-b:8188` or labelled `a=http://gpu-a:8188,b=http://…`; an
+    entry without a scheme gets `http://`. An unlabelled server is called after its host's
+    first name (`gpu-a` for gpu-a.lan) or, for an address, localhost or a name two servers
+    share, its place in the list (`1`, `2`). A duplicate label or an empty list is an error
+    naming the entry."""
+    entries = [part.strip() for part in raw.split(",") if part.strip()]
+    if not entries:
+        raise ValueError("COMFYUI_URL names no server")
+    named: list[tuple[str | None, str]] = []
+    for entry in entries:
+        label, sep, rest = entry.partition("=")
+        if sep and "://" not in label and LABEL.fullmatch(label):
+            named.append((label, _url(rest, entry)))
+        else:
+            named.append((None, _url(entry, entry)))
+    explicit = {label for label, _ in named if label is not None}
+    guesses = [_host_label(url) if label is None else None for label, url in named]
+    servers: list[ComfyServer] = []
+    for number, ((given, url), guess) in enumerate(zip(named, guesses, strict=True), start=1):
+        if given is not None:
+            label = given
+        elif guess is not None and guesses.count(guess) == 1 and guess not in explicit:
+            label = guess
+        else:
+            label = str(number) if str(number) not in explicit else f"server{number}"
+        if any(s.label == label for s in servers):
+            raise ValueError(f"COMFYUI_URL names the server {label!r} twice")
+        servers.append(ComfyServer(label, url))
+    return tuple(servers)
+
+
+def _url(text: str, entry: str) -> str:
+    url = text.strip()
+    if "://" not in url:
+        url = "http://" + url
+    url = url.rstrip("/")
+    if not urlsplit(url).hostname:
+        raise ValueError(f"COMFYUI_URL entry {entry!r} is not a server address (http://host:port)")
+    return url
+
+
+def _host_label(url: str) -> str | None:
+    """gpu-a.lan → "gpu-a"; None for an IP address or localhost (a number names those)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    first = host.split(".", 1)[0]
+    return first if first != "localhost" and LABEL.fullmatch(first) else None
 
 
 @dataclass(frozen=True)
@@ -55,6 +129,8 @@ class SamplingDefaults:
 
 @dataclass(frozen=True)
 class Settings:
+    # COMFYUI_URL as configured: one server's URL, or several, comma-separated, optionally
+    # labelled (`a=http://…,b=http://…`); `servers` has them parsed. Never shown to people.
     comfy_url: str = DEFAULT_COMFY_URL
     host: str = "127.0.0.1"
     port: int = 7860
@@ -99,6 +175,11 @@ class Settings:
     routing: str = "affinity"
 
     @property
+    def servers(self) -> tuple[ComfyServer, ...]:
+        """The ComfyUI servers, the default first (parse_servers; cached)."""
+        return parse_servers(self.comfy_url)
+
+    @property
     def pad_knob(self) -> limits.IntKnob:
         """The outpaint pad's limits, up to STUDIO_MAX_OUTPAINT_PAD."""
         return limits.PAD.up_to(self.max_outpaint_pad)
@@ -132,7 +213,7 @@ class Settings:
         }
         settings = replace(
             base,
-            comfy_url=env.get("COMFYUI_URL", base.comfy_url).rstrip("/"),
+            comfy_url=normalize_servers(env.get("COMFYUI_URL", base.comfy_url)),
             host=env.get("STUDIO_HOST", base.host),
             port=int(
                 env.get("PORT")
@@ -174,6 +255,14 @@ class Settings:
             routing=env.get("STUDIO_ROUTING", base.routing),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def normalize_servers(raw: str) -> str:
+    """COMFYUI_URL (or repeated --comfy-url values joined by commas) as Settings keeps it:
+    each entry without its trailing slash; checked now, so a malformed list fails at start."""
+    value = ",".join(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    parse_servers(value)
+    return value
 
 
 def parse_auth(raw: str) -> tuple[tuple[str, str], ...]:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from PIL import Image
 
 from backend.events import Failed, Finished, Started, Surface
-from backend.jobs import Studio
+from backend.jobs import Admission, Studio
 from backend.modes import ModeSpec, WarmupInputs
-from backend.requests import RequestBase
+from backend.requests import InvalidRequest, RequestBase
+from backend.scheduler import QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,11 @@ class WarmupResult:
 
 
 async def warm_up(
-    studio: Studio, modes: Iterable[str] | None = None, *, surface: Surface = "ui"
+    studio: Studio, modes: Iterable[str] | None = None, *, surface: Surface = "ui",
+    server: str | None = None,
 ) -> list[WarmupResult]:
-    """Run one tiny job per mode (all modes by default), in order; never raises for a job."""
+    """Run one tiny job per mode (all modes by default), in order; never raises for a job.
+    `server`: on that ComfyUI server only (by label; default: wherever routing sends each)."""
     registry = studio.registry
     names = list(registry.names() if modes is None else modes)
     specs = [registry.get(name) for name in names]   # KeyError names the unknown mode
@@ -43,7 +46,7 @@ async def warm_up(
     inputs = WarmupInputs.sample()
     results = []
     for spec in specs:
-        result, output = await _run(studio, spec, inputs, surface)
+        result, output = await _run(studio, spec, inputs, surface, server)
         if spec.max_images == 0 and output is not None:
             inputs = replace(inputs, image=output.convert("RGB"))
         log.info("warm-up %s: %s in %.1f s (%s)", spec.name, "ok" if result.ok else "failed",
@@ -53,11 +56,19 @@ async def warm_up(
 
 
 async def _run(
-    studio: Studio, spec: ModeSpec[RequestBase], inputs: WarmupInputs, surface: Surface
+    studio: Studio, spec: ModeSpec[RequestBase], inputs: WarmupInputs, surface: Surface,
+    server: str | None,
 ) -> tuple[WarmupResult, Image.Image | None]:
     started = time.monotonic()
     loaded = False
-    events = studio.run(spec.warmup(inputs), surface=surface)
+    request = spec.warmup(inputs)
+    try:
+        job: RequestBase | Admission = (
+            request if server is None else studio.admit(request, server=server)
+        )
+    except (InvalidRequest, QueueFull) as exc:
+        return WarmupResult(spec.name, False, time.monotonic() - started, exc.message), None
+    events = studio.run(job, surface=surface)
     try:
         async for event in events:
             if isinstance(event, Started):

@@ -3,7 +3,7 @@ the clients and the studio in this one process (the fake in a thread here, or in
 process where a section says so), each section printed as it finishes; the last line is:
 
     overhead_ratio=R added_ms=M poller_ratio_50_to_1=P lost=L mixed=X healthz_p99_ms=H
-    chat_added_ms=C
+    chat_added_ms=C servers_scaling_2=S2 servers_scaling_4=S4 affinity_fewer_swaps=F
 
 `bench/scheduling.py` (mode-aware scheduling, owned by its own engineer) runs too when present:
 its `run(fake)` or `main()` (async, or sync in a worker thread) prints its own numbers. A
@@ -32,6 +32,7 @@ from bench import (  # noqa: E402
     overhead,
     poller,
     progress_latency,
+    servers,
     sessions,
     surfaces,
 )
@@ -77,6 +78,8 @@ SECTIONS: list[tuple[str, str, Section]] = [
     ("chat", "(h) chat's added time over /v1/images/generations", chat_overhead.run),
     ("memory", "(i) peak RSS: concurrent 40 MP inpaint / multi-ref jobs (bench/memory.py)",
      memory.run),
+    ("servers", "(j) several ComfyUI servers: throughput 1/2/4, swaps affinity vs least-loaded",
+     servers.run),
 ]
 
 
@@ -111,9 +114,15 @@ def summary(results: dict[str, Any]) -> str:
     chat = results.get("chat")
     healthz = burst_result.healthz_p99_ms if burst_result else nan
     chat_added = chat.added_ms if chat else nan
+    several = results.get("servers")
+    scaling_2 = several.scaling_2 if several else nan
+    scaling_4 = several.scaling_4 if several else nan
+    fewer = several.fewer_swaps if several else nan
     return (f"overhead_ratio={ratio:.3f} added_ms={added:.1f} "
             f"poller_ratio_50_to_1={poll_ratio:.2f} lost={lost} mixed={mixed} "
-            f"healthz_p99_ms={healthz:.1f} chat_added_ms={chat_added:.1f}")
+            f"healthz_p99_ms={healthz:.1f} chat_added_ms={chat_added:.1f} "
+            f"servers_scaling_2={scaling_2:.2f} servers_scaling_4={scaling_4:.2f} "
+            f"affinity_fewer_swaps={fewer:.2f}")
 
 
 def main() -> int:

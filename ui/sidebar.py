@@ -1,6 +1,10 @@
 """The sidebar: ComfyUI status, VRAM/RAM, whether previews are on, the queue (and where the
 person's jobs are), loaded models, per-mode readiness and fit, Free VRAM and Warm up.
 
+With several ComfyUI servers: one compact row per server (label, online, a VRAM bar, its
+queue, the model it has warm, how many modes are ready there), which server runs each of the
+person's jobs, and a server choice for Free VRAM and Warm up (one server or all).
+
 The 2 s timer only reads `ctx.monitor.snapshot()` (the one shared poller's latest answer) and
 the desk's in-memory list of the person's jobs, off the queue, so a hundred open pages cost
 ComfyUI nothing extra and never wait behind jobs. The same tick refreshes the queue strip and
@@ -9,10 +13,11 @@ the one-line status narrow screens show instead of the sidebar.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import gradio as gr
@@ -30,6 +35,7 @@ from ui.runner import redact
 
 # Warm-up jobs wait for ComfyUI like runs do; a few at once per process.
 WARM_CONCURRENCY = 2
+ALL_SERVERS = "All servers"
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,9 @@ def _title(registry: ModeRegistry, mode: str) -> str:
     return spec.title if spec is not None else mode
 
 
-def _queue_html(snap: MonitorSnapshot, mine: Sequence[JobView], registry: ModeRegistry) -> str:
+def _queue_html(
+    snap: MonitorSnapshot, mine: Sequence[JobView], registry: ModeRegistry, several: bool = False
+) -> str:
     running, pending = tuple(snap.queue_running), tuple(snap.queue_pending)
     head = f"<b>{len(running)}</b> running · <b>{len(pending)}</b> waiting"
     held = snap.studio_waiting
@@ -78,6 +86,8 @@ def _queue_html(snap: MonitorSnapshot, mine: Sequence[JobView], registry: ModeRe
             where = "running now"
         else:
             where = f"#{(job.position or 0) + 1} in the studio's line"
+        if several and job.server:
+            where += f" on <b class='job-server'>{html.escape(job.server)}</b>"
         rows.append(f"<li><span>{html.escape(label)}</span><span>{where}</span></li>")
     mine_html = f"<ul class='mine'>{''.join(rows)}</ul>" if rows else ""
     return f"<div class='queue'><div>{head}</div>{mine_html}</div>"
@@ -136,14 +146,70 @@ def _previews_html(previews: bool | None) -> str:
             "<code>--preview-method auto</code> to watch pictures form.</div>")
 
 
+def _server_rows(
+    servers: Mapping[str, MonitorSnapshot], registry: ModeRegistry, mine: Sequence[JobView],
+    comfy_url: str,
+) -> str:
+    """One compact row per server: label and state, a VRAM bar, its queue (and the person's
+    jobs there), the model it has warm, how many modes are ready there."""
+    rows = []
+    total = len(list(registry))
+    for label, snap in servers.items():
+        name = html.escape(label)
+        ours = sum(1 for job in mine if job.state is JobState.RUNNING and job.server == label)
+        if snap.online:
+            queue = len(snap.queue_running) + len(snap.queue_pending)
+            state = f"online · queue {queue}" + (f" · yours {ours}" if ours else "")
+            conn = "online"
+        else:
+            state = "offline"
+            conn = "offline"
+        used = (None if snap.vram_total is None or snap.vram_free is None
+                else snap.vram_total - snap.vram_free)
+        if snap.vram_total and used is not None:
+            pct = max(0.0, min(100.0, 100.0 * used / snap.vram_total))
+            level = "high" if pct >= 90 else "mid" if pct >= 70 else "low"
+            bar = (f"<div class='meter-track' title='{snap.memory} {_gb(used)} / "
+                   f"{_gb(snap.vram_total)} GB'><div class='meter-fill {level}' "
+                   f"style='width:{pct:.1f}%'></div></div>")
+            memory = f"{snap.memory} {_gb(used)} / {_gb(snap.vram_total)} GB"
+        else:
+            bar, memory = "<div class='meter-track'></div>", f"{snap.memory} unknown"
+        warm = html.escape(snap.loaded_file or snap.loaded_family or "nothing")
+        ready = [m for m, st in snap.modes.items() if st.ready is True]
+        unready = [_title(registry, m) for m, st in snap.modes.items() if st.ready is False]
+        if not snap.online or all(st.ready is None for st in snap.modes.values()):
+            badge = "<span class='badge unknown'>not checked</span>"
+        else:
+            kind = "ok" if not unready else "bad"
+            why = html.escape("missing here: " + ", ".join(unready), quote=True) if unready else ""
+            badge = (f"<span class='badge {kind}' title=\"{why}\">{len(ready)}/{total} "
+                     "modes</span>")
+        error = ""
+        if not snap.online and snap.error:
+            error = f"<div class='hint small'>{html.escape(scrub(snap.error, comfy_url))}</div>"
+        rows.append(
+            f"<div class='server-row' id='server-{name}' data-server='{name}' "
+            "style='margin:6px 0 8px'>"
+            f"<div class='conn {conn}'><span class='dot'></span><b>{name}</b>"
+            f"<span class='hint server-state'>{state}</span></div>"
+            f"{bar}<div class='hint small'>{memory} · warm: {warm} · {badge}</div>{error}</div>"
+        )
+    return "".join(rows)
+
+
 def render(
     snap: MonitorSnapshot,
     registry: ModeRegistry,
     mine: Sequence[JobView] = (),
     comfy_url: str = "",
     previews: bool | None = None,
+    servers: Mapping[str, MonitorSnapshot] | None = None,
 ) -> str:
-    """The sidebar's HTML for one snapshot (pure: unit-testable without a server)."""
+    """The sidebar's HTML for one snapshot (pure: unit-testable without a server); `servers`
+    (each server's snapshot by label) adds a row per server when there are several."""
+    if servers is not None and len(servers) > 1:
+        return _render_several(snap, registry, mine, comfy_url, previews, servers)
     if snap.online:
         version = f" · v{html.escape(snap.comfyui_version)}" if snap.comfyui_version else ""
         ws = "" if snap.websocket_connected else " <span class='hint'>(live updates reconnecting)</span>"
@@ -184,6 +250,34 @@ def render(
     )
 
 
+def _render_several(
+    snap: MonitorSnapshot,
+    registry: ModeRegistry,
+    mine: Sequence[JobView],
+    comfy_url: str,
+    previews: bool | None,
+    servers: Mapping[str, MonitorSnapshot],
+) -> str:
+    online = sum(1 for one in servers.values() if one.online)
+    state = "online" if online else "offline"
+    head = (f"<div class='conn {state}' id='comfy_state'><span class='dot'></span>ComfyUI: "
+            f"{online} of {len(servers)} servers online</div>")
+    checked = ""
+    if snap.checked_at:
+        checked = f"<div class='hint small'>checked {time.strftime('%H:%M:%S', time.localtime(snap.checked_at))}</div>"
+    return (
+        "<div class='side-panel'>"
+        f"{head}{_previews_html(previews if snap.online else None)}"
+        "<div class='side-title'>Servers</div>"
+        f"<div class='servers'>{_server_rows(servers, registry, mine, comfy_url)}</div>"
+        "<div class='side-title'>Queue</div>"
+        f"{_queue_html(snap, mine, registry, several=True)}"
+        "<div class='side-title'>Models</div>"
+        f"{_mode_rows(snap, registry)}{checked}"
+        "</div>"
+    )
+
+
 @dataclass
 class SidebarHandle:
     status: gr.HTML
@@ -197,6 +291,12 @@ def build_sidebar(demo: gr.Blocks, ctx: StudioContext, current_mode: gr.State) -
     with gr.Sidebar(label="Status", open=True, width=330, position="left", elem_id="sidebar"):
         gr.HTML("<div class='side-brand'>Server status</div>", padding=False)
         status = gr.HTML("<div class='hint'>Checking ComfyUI…</div>", elem_id="side_status", padding=False)
+        labels = list(ctx.monitor.servers())
+        # Several servers: Free VRAM and Warm up act on the one chosen, or on all.
+        target = gr.Dropdown(
+            [ALL_SERVERS, *labels], value=ALL_SERVERS, label="Server", elem_id="server_choice",
+            visible=len(labels) > 1, interactive=True, container=False,
+        )
         with gr.Row():
             free = gr.Button("Free VRAM", size="sm", elem_id="free_vram")
             warm = gr.Button("Warm up this tab", size="sm", elem_id="warm_up")
@@ -213,28 +313,44 @@ def build_sidebar(demo: gr.Blocks, ctx: StudioContext, current_mode: gr.State) -
             return "<div class='conn offline'><span class='dot'></span>Status unavailable</div>"
         visitor = visitor_for(ctx.settings.library, request, browser)
         mine = ctx.desk.views(visitor.person)
-        return render(snap, ctx.registry, mine, comfy_url, ctx.desk.previews)
+        return render(snap, ctx.registry, mine, comfy_url, ctx.desk.previews,
+                      ctx.monitor.server_snapshots())
 
-    async def on_free(request: gr.Request) -> tuple[str, str]:
+    def chosen(value: str | None) -> str | None:
+        """The server a button acts on (None: all of them)."""
+        return value if value in labels else None
+
+    async def on_free(server: str | None, request: gr.Request) -> tuple[str, str]:
         try:
-            text = await ctx.monitor.free_vram()
+            text = await ctx.monitor.free_vram(chosen(server))
         except Exception as exc:
             log.warning("free VRAM failed: %s", exc)
             text = "Could not free VRAM: ComfyUI is not reachable."
         return redact(text, comfy_url), panel(request)
 
-    free.click(on_free, None, [action, status], queue=False, api_visibility="private")
+    free.click(on_free, [target], [action, status], queue=False, api_visibility="private")
 
-    async def on_warm(mode: str | None, request: gr.Request) -> tuple[str, str]:
+    async def on_warm(mode: str | None, server: str | None, request: gr.Request
+                      ) -> tuple[str, str]:
         mode = mode or ctx.registry.names()[0]
+        one = chosen(server)
+        # One server, or (with several and none chosen) each of them side by side.
+        targets: list[str | None] = [one] if one is not None or len(labels) < 2 else [*labels]
         try:
             # "all": the guide's start-of-day step, a tiny request per mode.
-            results = await warm_up(ctx.studio, modes=None if mode == "all" else [mode])
+            runs = await asyncio.gather(*(
+                warm_up(ctx.studio, modes=None if mode == "all" else [mode], server=where)
+                for where in targets
+            ))
         except Exception as exc:
             log.warning("warm-up failed: %s", exc)
             return redact(f"Warm-up failed: {exc}", comfy_url), panel(request)
-        text = _describe_warmup(results, mode, ctx.registry)
-        return redact(text, comfy_url), panel(request)
+        texts = [
+            (f"{where}: " if where is not None and len(labels) > 1 else "")
+            + _describe_warmup(results, mode, ctx.registry)
+            for where, results in zip(targets, runs, strict=True)
+        ]
+        return redact(" ".join(texts), comfy_url), panel(request)
 
     warm_options: dict[str, object] = {
         "show_progress": "minimal",
@@ -243,12 +359,12 @@ def build_sidebar(demo: gr.Blocks, ctx: StudioContext, current_mode: gr.State) -
         "concurrency_id": "warm-up",
         "api_visibility": "private",
     }
-    warm.click(on_warm, [current_mode], [action, status], **warm_options)  # type: ignore[arg-type]
+    warm.click(on_warm, [current_mode, target], [action, status], **warm_options)  # type: ignore[arg-type]
 
-    async def on_warm_all(request: gr.Request) -> tuple[str, str]:
-        return await on_warm("all", request)
+    async def on_warm_all(server: str | None, request: gr.Request) -> tuple[str, str]:
+        return await on_warm("all", server, request)
 
-    warm_all.click(on_warm_all, None, [action, status], **warm_options)  # type: ignore[arg-type]
+    warm_all.click(on_warm_all, [target], [action, status], **warm_options)  # type: ignore[arg-type]
     return SidebarHandle(status)
 
 
@@ -270,7 +386,8 @@ def wire_tick(
             snap = MonitorSnapshot(online=False, error=None)
         mine = sum(1 for v in ctx.desk.views(visitor.person) if v.state.active)
         sidebar = render(snap, ctx.registry, ctx.desk.views(visitor.person),
-                         ctx.settings.comfy_url, ctx.desk.previews)
+                         ctx.settings.comfy_url, ctx.desk.previews,
+                         ctx.monitor.server_snapshots())
         return sidebar, follower.strip_for(visitor), phone_line(snap, mine)
 
     quiet: dict[str, object] = {"show_progress": "hidden", "queue": False,

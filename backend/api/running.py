@@ -21,6 +21,7 @@ from backend.api.errors import ApiError
 from backend.context import StudioContext
 from backend.desk import Job, Saved, Who
 from backend.events import Failed, Finished
+from backend.jobs import NotReadyAnywhere
 from backend.redaction import scrub
 from backend.requests import InvalidRequest, RequestBase
 from backend.scheduler import QueueFull
@@ -59,6 +60,8 @@ def submit(
     """Hand the batch in: all taken, or an ApiError now (nothing waits, nothing is left)."""
     try:
         return ctx.desk.submit_many(requests, who, parent_id=parent_id, label=label)
+    except NotReadyAnywhere as exc:     # no server has what the mode needs: like a missing model
+        raise ApiError.from_failure("missing_models", exc.message) from None
     except InvalidRequest as exc:
         raise ApiError(400, exc.message, param=param_of(exc.field), code="invalid_input") from None
     except QueueFull as exc:

@@ -11,7 +11,7 @@ import logging
 import mimetypes
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -119,12 +119,16 @@ class ComfyClient:
             ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s,
         )
         self._hub.add_listener(self._on_socket_change)
-        self._background: set[asyncio.Task[None]] = set()
-        self._restart_checks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[bool]] = set()
+        self._restart_checks: set[asyncio.Task[object]] = set()
         self._server_generation = 0
         # A prompt of ours ComfyUI had finished (in its history), and the server generation
         # then: after a reconnect, its absence from /history means ComfyUI restarted.
         self._anchor: tuple[str, int] | None = None
+        # Prompts this client gave up on but could not cancel (ComfyUI did not answer): they
+        # are cancelled when it answers again, so a job moved to another server never runs
+        # twice (the studio never reads their results either).
+        self._abandoned: set[str] = set()
 
     # ---- lifecycle, socket state ----------------------------------------------------------
 
@@ -143,6 +147,11 @@ class ComfyClient:
     def watched_prompt_ids(self) -> frozenset[str]:
         """Prompts an execute() is following right now."""
         return self._hub.watched
+
+    @property
+    def abandoned_prompt_ids(self) -> frozenset[str]:
+        """Prompts given up on whose cancel has not reached ComfyUI yet."""
+        return frozenset(self._abandoned)
 
     @property
     def epoch(self) -> int:
@@ -355,14 +364,34 @@ class ComfyClient:
         await self.delete_pending([prompt_id])
         await self.interrupt(prompt_id)
 
-    async def _cancel_quietly(self, prompt_id: str) -> None:
+    async def _cancel_quietly(self, prompt_id: str) -> bool:
+        """Cancel, never raising; a prompt ComfyUI could not be told about is remembered and
+        cancelled when it answers again (cancel_abandoned). True when ComfyUI was told."""
         try:
             async with asyncio.timeout(5.0):
                 await self.cancel(prompt_id)
-        except ComfyUnreachable as exc:     # gone: nothing left to cancel there for now
-            log.info("could not cancel prompt %s: %s", prompt_id, exc)
-        except (ComfyError, TimeoutError) as exc:
+        except (ComfyUnreachable, TimeoutError) as exc:
+            # Gone or silent: if it comes back with the prompt, it must not run it for nobody.
+            self._abandoned.add(prompt_id)
+            log.info("could not cancel prompt %s yet (%s): will when ComfyUI answers",
+                     prompt_id, exc)
+            return False
+        except ComfyError as exc:
             log.warning("could not cancel prompt %s: %s", prompt_id, exc)
+            return False
+        self._abandoned.discard(prompt_id)
+        return True
+
+    async def cancel_abandoned(self) -> int:
+        """Cancel the prompts given up on while ComfyUI did not answer (delete if waiting,
+        interrupt if running); returns how many it reached. Called on every reconnect."""
+        reached = 0
+        for prompt_id in list(self._abandoned):
+            if await self._cancel_quietly(prompt_id):
+                reached += 1
+                log.warning("cancelled prompt %s that was given up on while ComfyUI did not "
+                            "answer", prompt_id)
+        return reached
 
     # ---- execute ---------------------------------------------------------------------------
 
@@ -506,11 +535,15 @@ class ComfyClient:
                     why)
 
     def _on_socket_change(self, item: StatusMessage | ConnectionChanged) -> None:
-        if not (isinstance(item, ConnectionChanged) and item.connected and self._anchor):
+        if not (isinstance(item, ConnectionChanged) and item.connected):
             return
-        if self._hub.epoch < 2:
-            return
-        task = asyncio.get_running_loop().create_task(self._check_restart(self._anchor))
+        if self._abandoned:
+            self._in_background(self.cancel_abandoned())
+        if self._anchor and self._hub.epoch >= 2:
+            self._in_background(self._check_restart(self._anchor))
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._restart_checks.add(task)
         task.add_done_callback(self._restart_checks.discard)
 

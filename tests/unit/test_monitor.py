@@ -426,3 +426,117 @@ async def test_a_mode_that_cannot_prepare_is_not_ready_and_the_others_still_are(
         await monitor.aclose()
     assert snap.modes["edit"].ready is False and "RuntimeError" in snap.modes["edit"].missing
     assert snap.modes["generate"].ready is True
+
+
+# --- several servers (issue 15) --------------------------------------------------------------
+
+
+class ServerStub(StubClient):
+    """A stub server with what the monitor needs of several: our session's mark on prompts,
+    a socket listener, and jobs' counters (a Studio is made over it)."""
+
+    session_id = "ours"
+    epoch = 0
+    server_generation = 0
+    abandoned_prompt_ids: frozenset[str] = frozenset()
+
+    def __init__(self, library: TemplateLibrary, settings: Settings) -> None:
+        super().__init__(library, settings)
+        self.listeners: list = []
+
+    def add_listener(self, listener):
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    async def queue(self) -> QueueSnapshot:
+        await self._call("queue")
+        return QueueSnapshot(
+            running=[QueueItem(1, "p-run", studio_session="ours")],
+            pending=[QueueItem(2, "p-other"), QueueItem(3, "p-other-2")],
+        )
+
+
+@pytest.fixture
+async def two_servers(library):
+    from backend.jobs import Studio
+
+    settings = Settings.from_env({}, comfy_url="a=http://10.9.8.7:8188,b=http://10.9.8.6:8188",
+                                 poll_interval_s=3600.0)
+    clients = {"a": ServerStub(library, settings), "b": ServerStub(library, settings)}
+    studio = Studio(clients, settings, library)
+    monitor = Monitor(clients, settings, library, studio=studio)
+    yield monitor, clients, studio
+    await monitor.aclose()
+
+
+async def test_several_servers_have_a_snapshot_each_and_an_aggregate(two_servers):
+    monitor, clients, studio = two_servers
+    clients["b"].vram_free = 30 * GB
+    clients["b"].listings["diffusion_models"] = []       # b lacks every UNet
+    snap = await monitor.refresh_now()
+    each = monitor.server_snapshots()
+    assert list(each) == ["a", "b"] and [s.server for s in each.values()] == ["a", "b"]
+    assert each["a"].vram_free == 10 * GB and each["b"].vram_free == 30 * GB
+    assert each["b"].modes["generate"].ready is False
+    # The aggregate: online, the roomiest server's device, every queue, ready if anywhere.
+    assert snap.online and snap.server == "" and snap.vram_free == 30 * GB
+    assert len(snap.queue_pending) == 4 and len(snap.queue_running) == 2
+    assert snap.modes["generate"].ready is True
+    # Routing is fed: other clients' prompts per server, readiness and free memory.
+    assert studio.scheduler._servers["a"].external == 2       # ours is not "other"
+    assert studio.backends["b"].ready["generate"] is False
+    assert studio.backends["b"].vram_free == 30 * GB
+    assert studio.servers_for(REGISTRY.get("generate")) == frozenset({"a"})
+
+    clients["a"].online = False
+    snap = await monitor.refresh_now()
+    assert snap.online                                   # b still answers
+    assert not studio.scheduler.available("a") and studio.scheduler.available("b")
+    assert monitor.server_snapshots()["a"].modes["generate"].ready is None  # unknown now
+    assert "10.9.8.7" not in (monitor.server_snapshots()["a"].error or "x")
+    clients["b"].online = False
+    snap = await monitor.refresh_now()
+    assert not snap.online and "not reachable" in (snap.error or "")
+
+
+async def test_several_servers_learn_of_a_socket_at_once_and_are_always_polled(two_servers):
+    monitor, clients, studio = two_servers
+    from backend.comfy import ConnectionChanged
+
+    monitor.start()
+    assert all(len(c.listeners) == 1 for c in clients.values())
+    clients["a"].listeners[0](ConnectionChanged(False))
+    assert not studio.scheduler.available("a")
+    clients["a"].listeners[0](ConnectionChanged(True))
+    assert studio.scheduler.available("a")
+    # No viewer, yet the poller runs (routing reads it): a reconnect polls at once.
+    polls = monitor.polls
+    clients["b"].listeners[0](ConnectionChanged(True))
+    await wait_for(lambda: monitor.polls > polls)
+
+
+async def test_free_acts_on_one_server_or_all(two_servers):
+    monitor, clients, _ = two_servers
+    await monitor.refresh_now()
+    one = await monitor.free_vram("b")
+    assert one.startswith("b: Freed") and clients["a"].calls.get("free") is None
+    both = await monitor.free_vram()
+    assert "a: Freed" in both and "b: Nothing to free" in both
+    assert (await monitor.free_vram("c")).startswith("Could not free memory: there is no")
+
+
+async def test_a_server_that_answers_again_gets_its_abandoned_prompts_cancelled(two_servers):
+    """A job moved away from a server that only timed out (its socket never dropped): the
+    next poll that reaches it cancels what was left there."""
+    monitor, clients, _ = two_servers
+    cancelled: list[str] = []
+
+    async def cancel_abandoned() -> int:
+        cancelled.extend(clients["a"].abandoned_prompt_ids)
+        clients["a"].abandoned_prompt_ids = frozenset()
+        return len(cancelled)
+
+    clients["a"].abandoned_prompt_ids = frozenset({"left-behind"})
+    clients["a"].cancel_abandoned = cancel_abandoned
+    await monitor.refresh_now()
+    assert cancelled == ["left-behind"]
