@@ -49,7 +49,7 @@ KEYS_HELP = ("<kbd>Ctrl</kbd>/<kbd>⌘</kbd>+<kbd>Enter</kbd> runs the open tab 
 
 
 def launch_options() -> dict[str, Any]:
-    return {"theme": style.theme(), "css": style.CSS, "head": style.HEAD}
+    return {"theme": style.theme(), "css": style.CSS + chat_tab.CSS, "head": style.HEAD}
 
 
 def tab_builder(mode: Spec) -> TabBuilder:

@@ -54,6 +54,8 @@ PLACEHOLDER = (
     "a cat*. Attach 1–3 pictures to edit or combine them. Click a picture to continue from it."
 )
 LATEST_NOTE = "Continuing from the latest picture."
+BRANCH_NOTE = ("Continuing from an earlier picture (a branch): the next message works on it, "
+               "not on the latest one.")
 EMPTY_NOTE = "No picture yet: the next message draws one."
 DOING = {
     "generate": "Drawing", "edit": "Editing", "multiref": "Combining",
@@ -62,6 +64,14 @@ DOING = {
 }
 
 History = list[Any]
+# The conversation's pictures stay small enough that a turn and its answer fit on screen.
+CSS = """
+#chat_log .message img { max-height: 300px; width: auto; max-width: 100%; }
+#chat_log img.chat-live { display: block; max-width: 256px; max-height: 256px; margin-top: 8px;
+  border-radius: 8px; }
+#chat_log .chat-working .run-state { margin-top: 4px; min-width: 260px; }
+#chat_note { font-size: 0.9em; }
+"""
 
 
 @dataclass(frozen=True)
@@ -296,9 +306,7 @@ def pick(history: History | None, evt: gr.SelectData) -> tuple[Any, ...]:
         return skip, skip, skip
     if chosen[-1] is found[-1]:
         return None, chosen[-1].path, LATEST_NOTE
-    return (index, chosen[-1].path,
-            f"Continuing from the picture in message {index + 1} (a branch): the next "
-            "message works on it.")
+    return index, chosen[-1].path, BRANCH_NOTE
 
 
 # -- wiring -----------------------------------------------------------------------------------
