@@ -66,7 +66,7 @@ DOING = {
 History = list[Any]
 # The conversation's pictures stay small enough that a turn and its answer fit on screen.
 CSS = """
-#chat_log .message img { max-height: 300px; width: auto; max-width: 100%; }
+#chat_log .message .image-frame img { max-height: 220px; width: auto; max-width: 100%; }
 #chat_log img.chat-live { display: block; max-width: 256px; max-height: 256px; margin-top: 8px;
   border-radius: 8px; }
 #chat_log .chat-working .run-state { margin-top: 4px; min-width: 260px; }
@@ -103,7 +103,7 @@ def build(shared: Shared) -> ChatTab:
                 message = gr.HTML("", elem_id="chat_msg", padding=False)
         with gr.Column(scale=1, min_width=260, elem_id="chat-side"):
             picked = gr.Image(label="Continuing from", type="filepath", format="png",
-                              interactive=False, height=260, elem_id="chat_picked")
+                              interactive=False, height=220, elem_id="chat_picked")
             note = gr.Markdown(EMPTY_NOTE, elem_id="chat_note")
             send: dict[str, gr.Button] = {}
             with gr.Row(elem_classes=["send-row"]):

@@ -32,7 +32,9 @@ from gradio.utils import get_upload_folder
 from backend.chat import ChatImage, ChatTurn, HistoryEntry
 from backend.chat.parse import HISTORY_CHARS, HISTORY_MESSAGES, MAX_ATTACHED_IMAGES, clean_text
 
-ITEM_PREFIX = "banana-"         # a reply's file name: banana-<library item id>.png
+# A reply's file name: banana-item-<library item id>.png (the library's own files are
+# banana-<mode>-<seed>.png: not an item id).
+ITEM_PREFIX = "banana-item-"
 FILE_ROUTE = "/file="            # Gradio's file URLs: /gradio_api/file=<path>
 NOT_PICTURES = frozenset({".txt", ".md", ".json", ".pdf", ".csv", ".mp3", ".wav", ".mp4",
                           ".webm", ".mov", ".zip", ".html"})
@@ -173,7 +175,7 @@ def picture_of(part: object, message_index: int, image_index: int, role: str,
 
 
 def item_id_of(name: str) -> str | None:
-    """`banana-<id>.png` → `<id>` (the caller checks it against the owner's library)."""
+    """`banana-item-<id>.png` → `<id>` (the caller checks it against the owner's library)."""
     stem = Path(name).stem
     if not stem.startswith(ITEM_PREFIX):
         return None

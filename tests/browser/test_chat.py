@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import SCREENSHOT_DIR_ENV
+from tests.browser.helpers import SCREENSHOT_DIR_ENV, maybe_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,7 @@ def chat_items(data_dir: Path) -> list[tuple[str, str, str | None, str]]:
 
 
 def test_chat_draws_then_edits_that_picture_and_stop_cancels(
-    page: Page, fake, studio_data_dir: Path
+    page: Page, fake, studio_data_dir: Path, browser, studio_url: str
 ) -> None:
     page.get_by_role("tab", name="Chat", exact=True).click()
     log = page.locator("#chat_log")
@@ -60,13 +60,9 @@ def test_chat_draws_then_edits_that_picture_and_stop_cancels(
     assert len(items) == 3 and items[2][2] == items[0][0], "the branch edits the first picture"
     expect(page.locator("#chat_note")).to_contain_text("latest picture")
 
-    shots = os.environ.get(SCREENSHOT_DIR_ENV)
-    if shots:
-        page.screenshot(path=str(Path(shots) / "chat.png"))
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.locator("#chat_input").scroll_into_view_if_needed()
-        page.screenshot(path=str(Path(shots) / "phone-chat.png"))
-        page.set_viewport_size({"width": 1440, "height": 900})
+    if os.environ.get(SCREENSHOT_DIR_ENV):      # the conversation from its first message
+        log.locator(".bubble-wrap").evaluate("e => { e.scrollTop = 0; }")
+        maybe_screenshot(page, "chat")
 
     # Stop mid-sampling: the reply says it was stopped, and the box takes a new message.
     fake.set_delays(step=0.4)
@@ -81,3 +77,22 @@ def test_chat_draws_then_edits_that_picture_and_stop_cancels(
     # The picture on the right goes to another tab like any result.
     page.locator("#chat_send_edit").click()
     expect(page.locator("#edit_image img")).to_be_visible()
+    if os.environ.get(SCREENSHOT_DIR_ENV):
+        phone_screenshot(browser, studio_url)
+
+
+def phone_screenshot(browser, studio_url: str) -> None:
+    """docs/screenshots/phone-chat.png: a turn and its picture on a 390×844 screen."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(studio_url)
+        page.locator("#mode-tabs").wait_for()
+        page.get_by_role("button", name="More tabs").click()     # a phone shows two tabs
+        page.locator(".overflow-dropdown button", has_text="Chat").click()
+        say(page, "a red fox in the snow, watercolor")
+        expect(page.locator("#chat_log")).to_contain_text("Generated")
+        maybe_screenshot(page, "phone-chat", scroll=False, show="#chat_input")
+    finally:
+        context.close()

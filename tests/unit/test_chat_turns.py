@@ -28,7 +28,7 @@ MAX = 10_000_000
 
 @pytest.fixture
 def png(tmp_path: Path) -> Path:
-    path = tmp_path / "banana-abc123.png"
+    path = tmp_path / "banana-item-abc123.png"
     Image.new("RGB", (16, 12), (200, 40, 40)).save(path)
     return path
 
@@ -158,7 +158,8 @@ def test_an_attached_picture_wins_over_the_branch(tmp_path: Path, png: Path) -> 
 
 
 def test_item_ids_from_reply_names() -> None:
-    assert item_id_of("banana-0a1b2c.png") == "0a1b2c"
-    assert item_id_of("/cache/x/banana-0a1b-2c.png") == "0a1b-2c"
+    assert item_id_of("banana-item-0a1b2c.png") == "0a1b2c"
+    assert item_id_of("/cache/x/banana-item-0a1b-2c.png") == "0a1b-2c"
     assert item_id_of("result.png") is None
-    assert item_id_of("banana-../../x.png") is None
+    assert item_id_of("banana-generate-1234.png") is None      # the library's own file name
+    assert item_id_of("banana-item-../../x.png") is None
