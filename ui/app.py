@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from backend.context import StudioContext
-from ui import generic_tab, restore, sidebar, style
+from ui import chat_tab, generic_tab, restore, sidebar, style
 from ui.follow import Follower
 from ui.history import history_of
 from ui.identity import BROWSER_STORAGE_KEY, new_browser_id, valid_browser_id
@@ -49,7 +49,7 @@ KEYS_HELP = ("<kbd>Ctrl</kbd>/<kbd>⌘</kbd>+<kbd>Enter</kbd> runs the open tab 
 
 
 def launch_options() -> dict[str, Any]:
-    return {"theme": style.theme(), "css": style.CSS, "head": style.HEAD}
+    return {"theme": style.theme(), "css": style.CSS + chat_tab.CSS, "head": style.HEAD}
 
 
 def tab_builder(mode: Spec) -> TabBuilder:
@@ -103,6 +103,8 @@ def build_page(ctx: StudioContext) -> StudioPage:
                 with gr.Tab(mode.title, id=mode.name, elem_id=f"tab_{mode.name}") as tab:
                     specs[mode.name] = tab_builder(mode)(shared, mode)
                 tab_items[mode.name] = tab
+            with gr.Tab("Chat", id="chat", elem_id="tab_chat"):
+                chat = chat_tab.build(shared)
         with (
             gr.Accordion("History", open=True, elem_id="history"),
             gr.Row(equal_height=False),
@@ -146,6 +148,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
             spec.panel.result.change(None, None, None, js=style.SCROLL_TO_RESULT_JS,
                                      api_visibility="private")
         wire_send(specs, tabs, current_mode)
+        chat_tab.wire(shared, chat, specs, tabs, current_mode, history_token)
         restore.wire_restore(shared, specs, tabs, current_mode, gallery, details, download,
                              png_drop)
         wire_page(shared, demo, follower, gallery, history_token, strip, page_msg)
