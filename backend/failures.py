@@ -25,7 +25,7 @@ from backend.comfy import (
 from backend.events import Failed
 from backend.progress import node_label
 from backend.settings import ModelFiles
-from backend.workflows.requirements import MODEL_INPUTS
+from backend.workflows.requirements import DISK_FOLDERS, MODEL_INPUTS, model_folder
 
 # Loader inputs whose choices are models a node pack downloads itself (not folder files).
 PACK_MODEL_INPUTS: dict[tuple[str, str], str] = {
@@ -94,7 +94,8 @@ def _missing_model(
     node = _describe_node(problem.node_id, problem.class_type, graph)
     value = problem.received
     if key in MODEL_INPUTS:
-        folder = MODEL_INPUTS[key]
+        listed = model_folder(*key, value) or MODEL_INPUTS[key]
+        folder = DISK_FOLDERS.get(listed, listed)
         setting = _setting_for(value, models)
         alt = f", or set {setting} to a file that is there" if setting else ""
         return (
