@@ -19,8 +19,9 @@ from backend.settings import Settings
 GB = 1024**3
 FP8 = "fp8"
 LABELS = {FP8: "fp8", GGUF: "GGUF Q4"}
-# Template variants that are the fp8 models (the default template; turbo is fp8 too).
-DEFAULT_NAMES = (None, "", "default")
+# The default template (fp8): None / "" when nobody chose, "default" when someone did.
+NO_CHOICE = (None, "")
+DEFAULT_NAMES = (*NO_CHOICE, "default")
 
 FITS = "fits"
 FITS_AFTER_UNLOADING = "fits after unloading"
@@ -102,10 +103,11 @@ def choose_variant(
     gguf_installed: bool,
 ) -> VariantChoice:
     """The variant a job runs. `setting` is STUDIO_VARIANT (auto | fp8 | gguf); `explicit`
-    the person's pick (Advanced, the API's model id; None or "default": none); `peaks` from
+    the person's pick (the API's model id, a caller's "default"; None: none — the UI's
+    Advanced "default" is no pick); `peaks` from
     expected_peaks (no "gguf" key: the mode has no GGUF variant); `memory` None when unknown;
     `gguf_installed` when the server has the pack and the files."""
-    if explicit not in DEFAULT_NAMES:
+    if explicit not in NO_CHOICE:
         return VariantChoice(explicit, None)
     can_gguf = GGUF in peaks and gguf_installed
     fp8_peak = peaks[FP8]

@@ -54,7 +54,8 @@ def test_fp8_when_both_fit_counting_what_comfyui_would_unload() -> None:
 def test_the_persons_choice_and_the_setting_win() -> None:
     assert choose(SHARED_24, explicit="turbo") == VariantChoice("turbo", None)
     assert choose(CARD_80, explicit="gguf").variant == "gguf"
-    assert choose(SHARED_24, explicit="default").variant == "gguf"   # "default": no choice
+    assert choose(SHARED_24, explicit="default").variant == "default"   # fp8, chosen
+    assert choose(SHARED_24, explicit="").variant == "gguf"             # no choice
     forced = choose(SHARED_24, setting="fp8")
     assert forced.variant is None and not forced.fits and "GGUF Q4 variant" in (forced.note or "")
     assert choose(CARD_80, setting="gguf").variant == "gguf"
