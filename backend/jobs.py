@@ -452,10 +452,12 @@ class Studio:
             turn.leave()
 
     async def _admitted(self, admission: Admission) -> JobStream:
-        """Wait in line, then prepare (the first decode of the inputs) and run. After a
-        failure: one move to another server when the first one went away (or, with
-        STUDIO_OOM_RETRY, ran out of memory and another has more free), and one retry at a
-        lower resolution after out-of-memory when settings allow it."""
+        """Wait in line, pick the variant (STUDIO_VARIANT, the server's memory), then prepare
+        (the first decode of the inputs) and run. After a failure: one move to another server
+        when the first one went away (or, with STUDIO_OOM_RETRY, ran out of memory and
+        another has more free); with STUDIO_OOM_RETRY, out of memory takes the guide's steps
+        in order, each once: free ComfyUI's cached models, the GGUF variant, one resolution
+        step lower (_oom_step; Finished/Failed.oom_steps, and a note each)."""
         request, spec, started = admission.request, admission.spec, admission.since
         wait_start = time.monotonic()
         async for position in admission.turn.wait():

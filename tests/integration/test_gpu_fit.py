@@ -109,9 +109,18 @@ async def test_out_of_memory_at_the_unet_ends_on_gguf_with_the_steps_noted_and_c
             "(~14 GB less).",
         )
         assert fake.counters["frees"] >= 1
+        # Out of memory whatever the model (at the sampler): every step, the last one smaller.
+        fake.clear_faults()
+        fake.oom_at("KSampler", times=3)
+        done = (await run(ctx, GenerateRequest("x", 512, 512, seed=4, steps=1)))[-1]
+        assert isinstance(done, Finished), done
+        assert done.oom_steps == ("free", "gguf", "smaller")
+        assert done.notes[-1] == "Out of memory at 512×512; retried once at 448×448."
+        assert done.images[0].size == (448, 448) and "UnetLoaderGGUF" in loaders(done)
         metrics = ctx.metrics.render().decode()
-        for step in ("free", "gguf"):
-            assert f'studio_oom_retries_total{{mode="generate",step="{step}"}} 1.0' in metrics
+        for step, count in (("free", 2), ("gguf", 2), ("smaller", 1)):
+            assert f'studio_oom_retries_total{{mode="generate",step="{step}"}} {count}.0' \
+                in metrics
 
 
 async def test_out_of_memory_without_retry_names_this_devices_remedies() -> None:
