@@ -529,10 +529,12 @@ class Studio:
                 steps += (name,)
                 notes += (note,)
                 # The retry keeps the job's place (its first turn's time), past the caps:
-                # admitted.
+                # admitted. Freed memory and GGUF are this server's remedies: it stays.
+                here = frozenset({source}) if name != "smaller" and len(self.backends) > 1 \
+                    else admission.servers
                 turn = self.scheduler.enter(
                     retried.diffusion_model, owner=admission.owner, since=turn.since,
-                    servers=admission.servers, capped=False,
+                    servers=here, capped=False,
                 )
                 turns.append(turn)
                 async for position in turn.wait():

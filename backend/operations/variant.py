@@ -166,5 +166,5 @@ def remedies(memory: DeviceMemory, peaks: Mapping[str, float], short_gb: float, 
         steps.append(f"use the GGUF Q4 variant (~{saves:.0f} GB less"
                      + ("" if can_gguf else "; install ComfyUI-GGUF and its .gguf files") + ")")
     numbered = "; ".join(f"{i}) {s}" for i, s in enumerate(steps, start=1))
-    need = f"~{short_gb:.0f} GB short" if short_gb >= 0.5 else "tight"
-    return f"Free {memory.memory} now: {memory.free_gb:.1f} GB ({need}). Try: {numbered}."
+    need = f" (~{short_gb:.0f} GB short)" if short_gb >= 0.5 else ""
+    return f"Free {memory.memory} now: {memory.free_gb:.1f} GB{need}. Try: {numbered}."
