@@ -13,10 +13,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from backend.workflows import Template, TemplateError, load_template
+from backend.workflows import Template, TemplateError
 from backend.workflows.roles import PARAM_PREFIX, ROLES
-from backend.workflows.template import APP_PREFIX
+from backend.workflows.template import APP_PREFIX, DEFAULT_VARIANT, find_roles, parse_graph
 
 # Roles an app exposes as controls (`#param:<input>` aside), and what each becomes.
 APP_ROLES: dict[str, str] = {
@@ -76,12 +77,17 @@ def load_app(path: Path) -> App:
         )
     name = mode_name(path)
     try:
-        template = load_template(path, mode=name)
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AppError(f"{path.name} could not be read as JSON: {exc}", repr(exc)) from exc
+    try:
+        graph = parse_graph(data, path)
+        _check_roles(graph, path)    # first: a typo is named as one, not as a misplaced role
+        template = Template(name, DEFAULT_VARIANT, path, graph, find_roles(graph, path))
     except AppError:
         raise
     except TemplateError as exc:
         raise AppError(exc.message, exc.detail) from exc
-    _check_roles(template, path)
     if "output" not in template.roles:
         raise AppError(
             f"{path.name}: no output node. Add '#output' to the title of the SaveImage whose "
@@ -91,12 +97,12 @@ def load_app(path: Path) -> App:
         raise AppError(
             f"{path.name}: a #mask is painted over the #image, but no node is titled #image."
         )
-    return App(name, _title(path) or title_from_stem(stem), path, template)
+    return App(name, _title(data) or title_from_stem(stem), path, template)
 
 
-def _check_roles(template: Template, path: Path) -> None:
+def _check_roles(graph: dict[str, dict[str, Any]], path: Path) -> None:
     """Every `#word` in a title must be a role an app exposes: a typo never goes unnoticed."""
-    for node_id, node in template.graph.items():
+    for node_id, node in graph.items():
         meta = node.get("_meta", {})
         title = str(meta.get("title", "")) if isinstance(meta, dict) else ""
         for word in ROLE_WORD.findall(title):
@@ -112,12 +118,8 @@ def _check_roles(template: Template, path: Path) -> None:
             raise AppError(f"{where}: unknown role #{word}; an app knows {KNOWN}.")
 
 
-def _title(path: Path) -> str | None:
+def _title(data: object) -> str | None:
     """The file's own title: a top-level "title" string (ComfyUI ignores it; the template
     loader drops it with the other non-node keys)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
     title = data.get("title") if isinstance(data, dict) else None
     return title.strip() if isinstance(title, str) and title.strip() else None

@@ -172,13 +172,3 @@ async def image_sharpen(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
     blurred = blur_planes(image, radius, float(inputs.get("sigma", 1.0)))
     sharpened = (1.0 + 10.0 * alpha) * image - 10.0 * alpha * blurred
     return NodeOutput((np.clip(sharpened, 0.0, 1.0).astype(np.float32),))
-
-
-@register("ImageBlur")
-async def image_blur(ctx: ExecContext, inputs: dict[str, Any]) -> NodeOutput:
-    """ComfyUI's ImageBlur (nodes_post_processing.py): a Gaussian of `blur_radius` * 2 + 1
-    taps and `sigma`, reflect-padded."""
-    image = as_image(inputs["image"])
-    radius = int(inputs.get("blur_radius", 1))
-    sigma = float(inputs.get("sigma", 1.0))
-    return NodeOutput((np.clip(blur_planes(image, radius, sigma), 0.0, 1.0),))
