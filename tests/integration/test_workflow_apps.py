@@ -31,7 +31,7 @@ from tests.api.conftest import (
     studio_settings,
 )
 from tests.fake_comfy import FakeComfy
-from tests.unit.test_workflow_apps import blur
+from tests.unit.test_app_files import blur
 
 pytestmark = pytest.mark.timeout(60)
 T = TypeVar("T")
