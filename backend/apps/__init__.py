@@ -7,7 +7,7 @@ with no Python. docs/modes.md "Workflow apps" describes the titles it reads.
 step.
 """
 
-from backend.apps.app import APP_ROLES, App, AppError, load_app, title_from_stem
+from backend.apps.app import APP_ROLES, App, AppError, is_app_mode, load_app, title_from_stem
 from backend.apps.controls import Control, ControlKind, controls_of
 from backend.apps.mode import AppRequest, app_spec
 from backend.apps.shelf import AppEntry, AppShelf
@@ -23,6 +23,7 @@ __all__ = [
     "ControlKind",
     "app_spec",
     "controls_of",
+    "is_app_mode",
     "load_app",
     "title_from_stem",
 ]

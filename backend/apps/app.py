@@ -57,6 +57,11 @@ class App:
         return str(meta.get("title", "")) if isinstance(meta, dict) else ""
 
 
+def is_app_mode(name: str) -> bool:
+    """The mode is a workflow app's (its tab is the Apps tab, not one of its own)."""
+    return name.startswith(APP_PREFIX)
+
+
 def mode_name(path: Path) -> str:
     return APP_PREFIX + path.name.removesuffix(".json")
 
