@@ -213,3 +213,31 @@ def test_the_template_library_reads_apps_from_their_folder(tmp_path: Path) -> No
     assert template.mode == "app-b" and template.path == apps / "b.json"
     assert library.variants("app-b") == ["default"]
     assert library.variants("app-none") == []
+
+
+def test_the_docs_example_and_the_shipped_app_are_valid_apps(tmp_path: Path) -> None:
+    from backend.settings import PROJECT_ROOT
+
+    doc = (PROJECT_ROOT / "docs" / "modes.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Workflow apps"):]
+    example = section[section.index("```json") + len("```json"):]
+    example = example[:example.index("```")]
+    app = load_app(write(tmp_path, "blur.json", json.loads(example)))
+    assert [(c.name, c.low, c.high) for c in controls_of(app, INFO)] == [
+        ("image", None, None), ("blur_radius", 1, 31)]
+    for path in sorted((PROJECT_ROOT / "workflows" / "apps").glob("*.json")):
+        shipped = load_app(path)
+        check_output(shipped, INFO)
+        assert controls_of(shipped, INFO), path
+
+
+def test_a_masked_app_uploads_the_mask_at_the_pictures_size(tmp_path: Path) -> None:
+    graph = blur()
+    graph["4"] = {"class_type": "LoadImage", "inputs": {"image": "m.png"},
+                  "_meta": {"title": "Where #mask"}}
+    app = load_app(write(tmp_path, "masked.json", graph))
+    spec = app_spec(app, controls_of(app, INFO), 1000)
+    assert spec.api is not None and [i.name for i in spec.inputs] == [
+        "image", "mask", "blur_radius"]
+    prepared = spec.operation.prepare(spec.warmup(WarmupInputs.sample(64)), Settings())
+    assert set(prepared.uploads) == {"image", "mask"}
