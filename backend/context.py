@@ -91,6 +91,9 @@ def build_context(
     `env` (default: the process's) gives the API's model aliases and the chat's LLM router;
     a malformed one raises ValueError naming it."""
     env = os.environ if env is None else env
+    if settings.apps_dir is not None and registry is REGISTRY:
+        # The studio's workflow apps are its own modes: never the process's built-in ones.
+        registry = registry.copy()
     aliases = ModelAliases.from_env(env)
     router_config = RouterConfig.from_env(env)
     data_dir = settings.library.data_dir        # the studio id lives beside the library

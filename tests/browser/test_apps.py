@@ -39,3 +39,5 @@ def test_a_dropped_workflow_becomes_an_app_that_runs(
     finally:
         for path in made:
             path.unlink(missing_ok=True)
+        page.locator("#apps_reload").click()   # gone now, not at the next 2 s check
+        expect(page.locator("#apps_notes")).to_contain_text("No apps yet")
