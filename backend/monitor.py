@@ -240,6 +240,13 @@ class Monitor:
         self.snapshot()
         return {w.label: self._current_server(w) for w in self._watches}
 
+    def recheck_soon(self) -> None:
+        """The modes changed (a workflow app came, changed or went): check readiness at the
+        next poll, which starts now (call on the monitor's loop)."""
+        self._readiness_at = 0.0
+        if self._wake is not None:
+            self._wake.set()
+
     async def refresh_now(self) -> MonitorSnapshot:
         """Poll right away (not counted as watching) and return the fresh snapshot."""
         await self._poll()

@@ -141,6 +141,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     workflows_dir: Path = PROJECT_ROOT / "workflows"
+    # Workflow apps (backend/apps): every titled workflow here is a mode; None: no apps.
+    apps_dir: Path | None = PROJECT_ROOT / "workflows" / "apps"
+    apps_poll_s: float = 2.0
     models: ModelFiles = field(default_factory=ModelFiles)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     # Generation sizes and the edit model's working resolution (~1 MP like the templates).
@@ -238,6 +241,8 @@ class Settings:
                 or base.port
             ),
             workflows_dir=Path(env.get("STUDIO_WORKFLOWS_DIR", str(base.workflows_dir))),
+            apps_dir=apps_dir_from(env),
+            apps_poll_s=float(env.get("STUDIO_APPS_POLL_S", base.apps_poll_s)),
             models=models,
             sampling=sampling,
             max_generate_pixels=int(
@@ -278,6 +283,14 @@ class Settings:
             routing=env.get("STUDIO_ROUTING", base.routing),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def apps_dir_from(env: Mapping[str, str]) -> Path | None:
+    """STUDIO_APPS_DIR ("" or "off": no apps); default `<workflows dir>/apps`."""
+    raw = env.get("STUDIO_APPS_DIR")
+    if raw is None:
+        return Path(env.get("STUDIO_WORKFLOWS_DIR", str(PROJECT_ROOT / "workflows"))) / "apps"
+    return None if raw.strip().lower() in ("", "off") else Path(raw)
 
 
 def normalize_servers(raw: str) -> str:
