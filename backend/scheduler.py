@@ -24,7 +24,9 @@ A person's own jobs keep their order unless grouping passes one (bounded by rule
 
 Several servers: a free server takes the job the policy picks for what it has loaded; routing
 "affinity" prefers the server whose loaded model matches (then one that holds none, so no warm
-model is evicted), then the shortest expected wait (our
+model is evicted; a free server does not evict its warm model for a job whose model another
+server has warm and will be free within a swap's time, `swap_s`), then the shortest expected
+wait (our
 jobs in flight there plus other clients' prompts in its ComfyUI queue), then round robin;
 "least-loaded" ignores models and picks the server with the shortest line (round robin among
 equals). The fairness rules above choose the job whichever server asks, so their bounds hold
@@ -69,6 +71,9 @@ class SchedulerConfig:
     max_per_owner: int = 16            # jobs one person may have waiting
     routing: str = "affinity"
     position_refresh_s: float = 0.25   # waiting jobs re-read their place at most this often
+    # What a model swap costs (the guide: 5-10 s). Affinity lets a job wait this long for the
+    # server that has its model warm rather than evict another server's warm model.
+    swap_s: float = 8.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -267,6 +272,7 @@ class Scheduler:
         self._last_group: str | None = None         # least-loaded: the last group released
         self._vtime = 0                              # the round of the last released job
         self._job_s = ASSUMED_JOB_S                 # moving average of a job's time in ComfyUI
+        self._job_s_measured = False                # the first finished job replaces the guess
         self._running: dict[int, Turn] = {}         # released and not yet left, by seq
         self._turns: dict[int, Turn] = {}           # waiting, by seq (moved to _running)
         self._released_at: dict[int, float] = {}
@@ -390,7 +396,10 @@ class Scheduler:
             self._running.pop(entry.seq, None)
             started = self._released_at.pop(entry.seq, None)
             if started is not None:
-                self._job_s = 0.8 * self._job_s + 0.2 * (self._clock() - started)
+                took = self._clock() - started
+                weight = 0.2 if self._job_s_measured else 1.0
+                self._job_s = (1 - weight) * self._job_s + weight * took
+                self._job_s_measured = True
         else:
             self._remove_waiting(entry)
             log.debug("job %d left the studio queue while waiting", entry.seq)
@@ -451,10 +460,25 @@ class Scheduler:
                 swap = 0
             else:
                 swap = 1 if server.loaded is None else 2
+                if swap == 2 and self._warm_elsewhere_soon(entry, server):
+                    continue
             score = (swap, server.in_flight + server.external, next(self._rr))
             if best is None or score < best[0]:
                 best = (score, server, entry)
         return None if best is None else (best[1], best[2])
+
+    def _warm_elsewhere_soon(self, entry: _Entry, server: _Server) -> bool:
+        """Would evicting `server`'s warm model for `entry` be a waste? Yes when another server
+        has the job's model loaded and should be free before a swap here would be done: the
+        job waits for that one (unless it is already late by the fairness bounds)."""
+        config = self.config
+        if entry.skips >= config.max_skips or entry.since <= self._clock() - config.max_wait_s:
+            return False
+        return any(
+            other is not server and other.available and other.loaded == entry.group
+            and entry.fits(other.label) and other.in_flight * self._job_s < config.swap_s
+            for other in self._servers.values()
+        )
 
     def _choose(self, server: str, loaded: str | None) -> _Entry | None:
         """The job to release next on `server` (which has `loaded`), or None if none fits."""

@@ -355,6 +355,45 @@ def test_affinity_sends_a_job_where_its_model_is_loaded() -> None:
     assert (edit.server, gen.server) == ("b", "a")
 
 
+def test_affinity_waits_for_the_warm_server_rather_than_evict_another_warm_model() -> None:
+    """Failed before: a free server evicted its warm model for the other server's kind of job
+    whenever fairness picked that job (test_servers' 'each model goes where it is warm' raced)."""
+    scheduler, clock = servers("affinity", "a", "b")
+    warm_gen, warm_edit = scheduler.enter(GEN, owner="x"), scheduler.enter(EDIT, owner="y")
+    clock.now += 1                                   # jobs take 1 s: far less than a swap
+    warm_gen.leave()
+    warm_edit.leave()
+    busy = scheduler.enter(EDIT, owner="p")          # b, where the edit model is warm
+    waiting = scheduler.enter(EDIT, owner="q")       # a is free but holds the generate model
+    assert busy.server == "b" and not waiting.released
+    gen = scheduler.enter(GEN, owner="r")            # a still takes its own kind of job
+    assert gen.server == "a"
+    busy.leave()
+    assert waiting.server == "b"
+
+
+def test_affinity_swaps_when_the_warm_server_is_far_off_or_the_job_is_late() -> None:
+    scheduler, clock = servers("affinity", "a", "b")
+    warm_gen, warm_edit = scheduler.enter(GEN, owner="x"), scheduler.enter(EDIT, owner="y")
+    clock.now += 60                                  # jobs take a minute: a swap is cheaper
+    warm_gen.leave()
+    warm_edit.leave()
+    busy = scheduler.enter(EDIT, owner="p")
+    assert scheduler.enter(EDIT, owner="q").server == "a"
+    busy.leave()
+    scheduler, clock = servers("affinity", "a", "b")
+    warm_gen, warm_edit = scheduler.enter(GEN, owner="x"), scheduler.enter(EDIT, owner="y")
+    clock.now += 1
+    warm_gen.leave()
+    warm_edit.leave()
+    busy = scheduler.enter(EDIT, owner="p")
+    waiting = scheduler.enter(EDIT, owner="q")
+    assert not waiting.released
+    clock.now += scheduler.config.max_wait_s + 1     # late: fairness bounds win over affinity
+    scheduler.enter(GEN, owner="r")                  # any event re-reads the line
+    assert waiting.server == "a"
+
+
 def test_least_loaded_ignores_models_and_prefers_the_shorter_line() -> None:
     scheduler, _ = servers("least-loaded", "a", "b")
     scheduler.set_external_load("a", 3)
