@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from backend.context import StudioContext
-from ui import generic_tab, restore, sidebar, style
+from ui import generic_tab, library_tab, restore, sidebar, style
 from ui.follow import Follower
 from ui.history import history_of
 from ui.identity import BROWSER_STORAGE_KEY, new_browser_id, valid_browser_id
@@ -103,6 +103,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
                 with gr.Tab(mode.title, id=mode.name, elem_id=f"tab_{mode.name}") as tab:
                     specs[mode.name] = tab_builder(mode)(shared, mode)
                 tab_items[mode.name] = tab
+            library = library_tab.build(shared, specs)
         with (
             gr.Accordion("History", open=True, elem_id="history"),
             gr.Row(equal_height=False),
@@ -148,6 +149,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
         wire_send(specs, tabs, current_mode)
         restore.wire_restore(shared, specs, tabs, current_mode, gallery, details, download,
                              png_drop)
+        library_tab.wire(shared, library, specs, tabs, current_mode, gallery)
         wire_page(shared, demo, follower, gallery, history_token, strip, page_msg)
         sidebar.wire_tick(demo, ctx, side, follower, browser, phone)
         demo.load(None, None, None, js=style.NARROW_SIDEBAR_JS)

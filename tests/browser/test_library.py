@@ -1,0 +1,105 @@
+"""The Library tab (issue 11.2): three results survive a reload in the history and the
+Library; search finds one by a word; open shows it full size through the owner-checked file
+route with its parameters; star, the starred filter, restore into its tab, and delete after a
+confirm step (its files are gone, its URL is a 404)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.helpers import maybe_screenshot, run, small_generate, wait_result
+
+pytestmark = pytest.mark.browser
+
+
+def open_library(page: Page) -> None:
+    tab = page.get_by_role("tab", name="Library", exact=True)
+    if not tab.is_visible():        # a narrow screen: the last tabs are behind "⋯"
+        page.locator("#mode-tabs .overflow-menu button").first.click()
+        tab = page.locator("#mode-tabs .overflow-dropdown").get_by_text("Library", exact=True)
+    tab.click()
+    expect(page.locator("#library-search")).to_be_visible()
+
+
+def search(page: Page, text: str) -> None:
+    box = page.locator("#library-search textarea, #library-search input").first
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_library_lists_searches_opens_stars_restores_and_deletes(
+    page: Page, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tag = "tag" + secrets.token_hex(3)          # the package's studio is shared by its tests
+    small_generate(page, f"a {tag} windmill in the snow")
+    run(page, "generate")
+    wait_result(page, "generate")
+    page.locator("#generate_prompt textarea").fill(f"a {tag} lighthouse at dusk")
+    page.locator("#generate_batch").get_by_text("2", exact=True).click()
+    run(page, "generate")
+    expect(page.locator("#generate_grid img")).to_have_count(2, timeout=30_000)
+    page.locator("#generate_batch").get_by_text("1", exact=True).click()
+
+    page.reload()       # three results, after a reload: in the history and in the Library
+    expect(page.locator("#history-gallery img").nth(2)).to_be_visible()
+    open_library(page)
+    search(page, tag)
+    cards = page.locator("#library-grid .lib-card")
+    expect(cards).to_have_count(3)
+    expect(page.locator("#library-count")).to_contain_text("3 pictures match")
+
+    search(page, f"{tag} wind")                 # every word, as a prefix
+    expect(cards).to_have_count(1)
+    cards.first.click()
+    detail = page.locator("#library-detail")
+    expect(detail.locator("img.lib-full")).to_be_visible()
+    expect(detail).to_contain_text("windmill in the snow")
+    expect(detail).to_contain_text("Seed")
+    src = detail.locator("img.lib-full").get_attribute("src") or ""
+    assert src.startswith("/library/file/"), src
+    full = page.request.get(page.url.rstrip("/") + src)
+    assert full.ok and full.body()[:8] == b"\x89PNG\r\n\x1a\n"
+    item_id = cards.first.get_attribute("data-item")
+    maybe_screenshot(page, "library")
+
+    page.locator("#library-star").click()
+    expect(page.locator("#library-star")).to_have_text("★ Starred")
+    expect(cards.first.locator(".lib-star")).to_be_visible()
+    search(page, tag)
+    page.locator("#library-starred input").check()
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-item", item_id or "")
+
+    page.locator("#library-restore").click()
+    expect(page.locator("#generate_prompt textarea")).to_have_value(f"a {tag} windmill in the snow")
+    expect(page.locator("#generate_msg")).to_contain_text("from the library")
+
+    open_library(page)                          # the filters and the open picture stay
+    expect(cards).to_have_count(1)
+    page.locator("#library-delete").click()
+    expect(page.locator("#library-confirm")).to_be_visible()
+    page.locator("#library-delete-no").click()
+    expect(page.locator("#library-confirm")).to_be_hidden()
+    expect(cards).to_have_count(1)              # "Keep it" kept it
+    page.locator("#library-delete").click()
+    page.locator("#library-delete-yes").click()
+    expect(page.locator("#library-msg")).to_contain_text("Deleted the picture and its files.")
+    expect(page.locator("#library-grid")).to_contain_text("Nothing matches")
+    assert page.request.get(page.url.rstrip("/") + src).status == 404
+    folders = list(tmp_path_factory.getbasetemp().glob(f"studio-data*/library/*/{item_id}"))
+    assert item_id and not folders, folders
+
+    page.locator("#library-starred input").uncheck()
+    expect(cards).to_have_count(2)
+    # A phone: the sidebar starts closed, the grid is three thumbnails wide, a tap brings the
+    # open picture into view.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    open_library(page)
+    search(page, tag)
+    cards.first.click()
+    expect(page.locator("#library-detail img.lib-full")).to_be_in_viewport()
+    maybe_screenshot(page, "phone-library", scroll=False)
