@@ -5,11 +5,17 @@ confirm step (its files are gone, its URL is a 404)."""
 
 from __future__ import annotations
 
+import html
+import re
 import secrets
+from collections.abc import Callable
+from contextlib import closing
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import AUTH_USERS, AuthStudio
 from tests.browser.helpers import maybe_screenshot, run, small_generate, wait_result
 
 pytestmark = pytest.mark.browser
@@ -103,3 +109,70 @@ def test_library_lists_searches_opens_stars_restores_and_deletes(
     cards.first.click()
     expect(page.locator("#library-detail img.lib-full")).to_be_in_viewport()
     maybe_screenshot(page, "phone-library", scroll=False)
+
+
+# -- two logins (issue 11.3): through the UI's events, as the page sends them, and the routes --
+def events_of(config: dict) -> Callable[[str, str], tuple[int, int]]:
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
+
+    def find(elem_id: str, event: str) -> tuple[int, int]:
+        target = ids[elem_id]
+        return next(d["id"] for d in config["dependencies"]
+                    if [target, event] in d["targets"]), target
+
+    return find
+
+
+def login(url: str, user: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=30)
+    assert client.post("login", data={"username": user, "password": AUTH_USERS[user]}).is_success
+    return client
+
+
+def test_another_login_never_lists_opens_restores_deletes_or_fetches_your_pictures(
+    auth_studio: AuthStudio,
+) -> None:
+    anns_id, bobs_id = auth_studio.seeded["ann"], auth_studio.seeded["bob"]
+    with closing(login(auth_studio.url, "ann")) as ann, closing(login(auth_studio.url, "bob")) as bob:
+        event = events_of(ann.get("config").json())
+
+        def call(client: httpx.Client, session: str, elem_id: str, kind: str, data: list,
+                 event_data: dict | None = None) -> str:
+            fn, trigger = event(elem_id, kind)
+            answer = client.post("gradio_api/run/predict", json={
+                "fn_index": fn, "trigger_id": trigger, "session_hash": session, "data": data,
+                "event_data": event_data})
+            assert answer.status_code == 200, answer.text
+            return answer.text
+
+        def listing(client: httpx.Client, session: str) -> str:
+            return call(client, session, "library-search", "submit",
+                        ["", "all", "All time", False, None, None])
+
+        anns = listing(ann, "ann-page")
+        assert anns_id in anns and "lighthouse" in anns
+        assert bobs_id not in anns and "windmill" not in anns
+        bobs = listing(bob, "bob-page")
+        assert bobs_id in bobs and anns_id not in bobs and "lighthouse" not in bobs
+        thumb = re.search(r"src='(/library/file/[^']+)'", anns.replace('\\"', "'"))
+        assert thumb, anns
+
+        # Bob names Ann's picture: not opened, so nothing to restore, star or delete.
+        opened = call(bob, "bob-page", "library-grid", "click", [None, None], {"item": anns_id})
+        assert "not in your library" in opened and "/library/file/" not in opened
+        for button in ("library-restore", "library-star", "library-delete-yes"):
+            answer = call(bob, "bob-page", button, "click", [None, None])
+            assert "not in your library" in answer, (button, answer)
+            assert "lighthouse" not in answer and anns_id not in answer
+        # Bob replaying Ann's page session is refused outright.
+        assert "belongs to another login" in listing(bob, "ann-page")
+        assert anns_id in listing(ann, "ann-page"), "Ann's picture is still hers"
+
+        # The file route: Ann's URL serves Ann, not Bob, not someone logged out.
+        url = html.unescape(thumb.group(1))
+        assert ann.get(url).status_code == 200
+        assert bob.get(url).status_code == 404
+        assert httpx.get(auth_studio.url.rstrip("/") + url).status_code == 404
+        # Gradio's own file route: a guessed cache path is refused.
+        guess = "gradio_api/file=/tmp/gradio/banana-library/" + "0" * 64 + "/result.png"
+        assert bob.get(guess).status_code in (403, 404)
