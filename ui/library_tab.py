@@ -124,7 +124,7 @@ def build(shared: Shared, specs: Mapping[str, TabSpec]) -> LibraryTab:
     targets = [(spec.mode.title, name) for name, spec in specs.items() if spec.sources]
     with gr.Tab("Library", id="library", elem_id="tab_library") as tab:
         with gr.Row(elem_id="library-filters", equal_height=True):
-            search = gr.Textbox(placeholder="Search prompts (every word, as you type it)…",
+            search = gr.Textbox(placeholder="Search prompts: words or their beginnings, then Enter",
                                 show_label=False, container=False, scale=4, min_width=200,
                                 elem_id="library-search")
             mode = gr.Dropdown([("All modes", ALL_MODES), *modes], value=ALL_MODES,
@@ -132,17 +132,17 @@ def build(shared: Shared, specs: Mapping[str, TabSpec]) -> LibraryTab:
                                elem_id="library-mode")
             date = gr.Dropdown(list(DATES), value="All time", show_label=False,
                                container=False, scale=1, min_width=130, elem_id="library-date")
-            starred = gr.Checkbox(label="★ Starred only", container=False, scale=1,
-                                  min_width=130, elem_id="library-starred")
+            starred = gr.Checkbox(label="★ Starred only", scale=1, min_width=130,
+                                  elem_id="library-starred")
         with gr.Row(equal_height=False, elem_id="library-body"):
             with gr.Column(scale=3, min_width=320):
                 count = gr.HTML("", elem_id="library-count")
                 grid = gr.HTML("", elem_id="library-grid", js_on_load=PICK_JS,
                                css_template=GRID_CSS, head=PAGE_STYLE)
                 with gr.Row(elem_id="library-pager"):
-                    newer = gr.Button("← Newer", size="sm", interactive=False,
+                    newer = gr.Button("← Newer", size="sm", interactive=False, min_width=100,
                                       elem_id="library-newer")
-                    older = gr.Button("Older →", size="sm", interactive=False,
+                    older = gr.Button("Older →", size="sm", interactive=False, min_width=100,
                                       elem_id="library-older")
             with gr.Column(scale=2, min_width=300, elem_id="library-side"):
                 detail = gr.HTML(NO_SELECTION, elem_id="library-detail", js_on_load="",
