@@ -151,6 +151,23 @@ def auth_studio(fake: FakeComfy, tmp_path_factory: pytest.TempPathFactory,
         yield AuthStudio(url, {owner.removeprefix("user:"): i for owner, i in ids.items()})
 
 
+@pytest.fixture(scope="package")
+def per_browser_studio(fake: FakeComfy, tmp_path_factory: pytest.TempPathFactory,
+                       workflows_dir: Path) -> Iterator[AuthStudio]:
+    """STUDIO_LIBRARY=per-browser without logins: one picture for each of two browser ids
+    (`seeded` is keyed by the id)."""
+    from backend.settings import Settings
+
+    data = tmp_path_factory.mktemp("per-browser-data")
+    browsers = {"ann": "ann-browser-0001", "bob": "bob-browser-0002"}
+    ids = seed_library(data, {f"browser:{browsers['ann']}": "ann's private lighthouse",
+                              f"browser:{browsers['bob']}": "bob's windmill"})
+    env = {"STUDIO_DATA_DIR": str(data), "STUDIO_WORKFLOWS_DIR": str(workflows_dir),
+           "STUDIO_LIBRARY": "per-browser"}
+    with serve(Settings.from_env(env, comfy_url=fake.url, poll_interval_s=0.5)) as url:
+        yield AuthStudio(url, {owner.removeprefix("browser:"): i for owner, i in ids.items()})
+
+
 @contextlib.contextmanager
 def serve(settings) -> Iterator[str]:
     """The studio app under uvicorn in a thread; yields its URL."""

@@ -5,6 +5,7 @@ confirm step (its files are gone, its URL is a 404)."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import secrets
@@ -21,9 +22,9 @@ from tests.browser.helpers import maybe_screenshot, run, small_generate, wait_re
 pytestmark = pytest.mark.browser
 
 
-def open_library(page: Page) -> None:
+def open_library(page: Page, narrow: bool = False) -> None:
     tab = page.get_by_role("tab", name="Library", exact=True)
-    if not tab.is_visible():        # a narrow screen: the last tabs are behind "⋯"
+    if narrow:                      # a phone: the last tabs are behind the tab bar's "⋯"
         page.locator("#mode-tabs .overflow-menu button").first.click()
         tab = page.locator("#mode-tabs .overflow-dropdown").get_by_text("Library", exact=True)
     tab.click()
@@ -106,7 +107,7 @@ def test_library_lists_searches_opens_stars_restores_and_deletes(
     # open picture into view.
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
-    open_library(page)
+    open_library(page, narrow=True)
     expect(cards.first).to_be_visible()
     maybe_screenshot(page, "phone-library", show="#library-filters")
     search(page, tag)
@@ -126,6 +127,22 @@ def events_of(config: dict) -> Callable[[str, str], tuple[int, int]]:
     return find
 
 
+def caller(client: httpx.Client, config: dict) -> Callable[..., str]:
+    """Sends one of the page's events as the page does (fn_index, trigger, session)."""
+    event = events_of(config)
+
+    def call(session: str, elem_id: str, kind: str, data: list,
+             event_data: dict | None = None) -> str:
+        fn, trigger = event(elem_id, kind)
+        answer = client.post("gradio_api/run/predict", json={
+            "fn_index": fn, "trigger_id": trigger, "session_hash": session, "data": data,
+            "event_data": event_data})
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+    return call
+
+
 def login(url: str, user: str) -> httpx.Client:
     client = httpx.Client(base_url=url, timeout=30)
     assert client.post("login", data={"username": user, "password": AUTH_USERS[user]}).is_success
@@ -137,19 +154,12 @@ def test_another_login_never_lists_opens_restores_deletes_or_fetches_your_pictur
 ) -> None:
     anns_id, bobs_id = auth_studio.seeded["ann"], auth_studio.seeded["bob"]
     with closing(login(auth_studio.url, "ann")) as ann, closing(login(auth_studio.url, "bob")) as bob:
-        event = events_of(ann.get("config").json())
-
-        def call(client: httpx.Client, session: str, elem_id: str, kind: str, data: list,
-                 event_data: dict | None = None) -> str:
-            fn, trigger = event(elem_id, kind)
-            answer = client.post("gradio_api/run/predict", json={
-                "fn_index": fn, "trigger_id": trigger, "session_hash": session, "data": data,
-                "event_data": event_data})
-            assert answer.status_code == 200, answer.text
-            return answer.text
+        config = ann.get("config").json()
+        as_ann, as_bob = caller(ann, config), caller(bob, config)
 
         def listing(client: httpx.Client, session: str) -> str:
-            return call(client, session, "library-search", "submit",
+            call = as_ann if client is ann else as_bob
+            return call(session, "library-search", "submit",
                         ["", "all", "All time", False, None, None])
 
         anns = listing(ann, "ann-page")
@@ -161,10 +171,10 @@ def test_another_login_never_lists_opens_restores_deletes_or_fetches_your_pictur
         assert thumb, anns
 
         # Bob names Ann's picture: not opened, so nothing to restore, star or delete.
-        opened = call(bob, "bob-page", "library-grid", "click", [None, None], {"item": anns_id})
+        opened = as_bob("bob-page", "library-grid", "click", [None, None], {"item": anns_id})
         assert "not in your library" in opened and "/library/file/" not in opened
         for button in ("library-restore", "library-star", "library-delete-yes"):
-            answer = call(bob, "bob-page", button, "click", [None, None])
+            answer = as_bob("bob-page", button, "click", [None, None])
             assert "not in your library" in answer, (button, answer)
             assert "lighthouse" not in answer and anns_id not in answer
         # Bob replaying Ann's page session is refused outright.
@@ -179,3 +189,31 @@ def test_another_login_never_lists_opens_restores_deletes_or_fetches_your_pictur
         # Gradio's own file route: a guessed cache path is refused.
         guess = "gradio_api/file=/tmp/gradio/banana-library/" + "0" * 64 + "/result.png"
         assert bob.get(guess).status_code in (403, 404)
+
+
+def test_per_browser_libraries_stay_apart_through_the_ui_events(
+    per_browser_studio: AuthStudio,
+) -> None:
+    """STUDIO_LIBRARY=per-browser without logins: the browser id (kept in the browser's
+    storage, sent with each event) decides; another browser's picture is not listed or
+    opened, and a made-up grant on its file is a 404."""
+    (ann_browser, anns_id), (bob_browser, bobs_id) = per_browser_studio.seeded.items()
+    with httpx.Client(base_url=per_browser_studio.url, timeout=30) as client:
+        call = caller(client, client.get("config").json())
+        anns = call("ann-page", "library-search", "submit",
+                    ["", "all", "All time", False, None, ann_browser])
+        bobs = call("bob-page", "library-search", "submit",
+                    ["", "all", "All time", False, None, bob_browser])
+        assert anns_id in anns and bobs_id not in anns and "windmill" not in anns
+        assert bobs_id in bobs and anns_id not in bobs and "lighthouse" not in bobs
+        opened = call("bob-page", "library-grid", "click", [None, bob_browser],
+                      {"item": anns_id})
+        assert "not in your library" in opened and "/library/file/" not in opened
+        thumb = re.search(r"src='(/library/file/[^']+)'", anns.replace('\\"', "'"))
+        assert thumb, anns
+        url = html.unescape(thumb.group(1))
+        assert client.get(url).status_code == 200          # the page's own URL
+        grant = url.split("/")[3]
+        forged = base64.urlsafe_b64encode(f"browser:{bob_browser}".encode()).decode()
+        assert client.get(url.replace(grant, forged.rstrip("=") + "." + grant.split(".")[1])
+                          ).status_code == 404
