@@ -35,6 +35,7 @@ def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI
     from backend.api.body_limits import BodyLimitMiddleware, route_limits
     from backend.context import build_context
     from ui.app import build_ui, launch_options
+    from ui.cache_guard import CacheGuard
 
     ctx = build_context(settings, registry)
 
@@ -59,8 +60,11 @@ def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI
         ssr_mode=False,
         **launch_options(),
     )
+    login_of = gradio_login(app)
     app.state.library_files = library_files.LibraryFiles(
-        ctx.library, login_required=bool(settings.auth), login_of=gradio_login(app))
+        ctx.library, login_required=bool(settings.auth), login_of=login_of)
+    if settings.auth:   # a cached library file only for the login that owns it
+        app.add_middleware(CacheGuard, library=ctx.library, login_of=login_of)
     return app
 
 

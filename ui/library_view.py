@@ -34,7 +34,7 @@ element.addEventListener('click', (event) => {
 """
 
 GRID_CSS = """
-.lib-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
+.lib-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(132px, 1fr));
   gap: 10px; }
 .lib-card { position: relative; display: flex; flex-direction: column; padding: 0;
   border: 1px solid var(--border-color-primary); border-radius: 10px; overflow: hidden;

@@ -186,8 +186,16 @@ def test_another_login_never_lists_opens_restores_deletes_or_fetches_your_pictur
         assert ann.get(url).status_code == 200
         assert bob.get(url).status_code == 404
         assert httpx.get(auth_studio.url.rstrip("/") + url).status_code == 404
-        # Gradio's own file route: a guessed cache path is refused.
-        guess = "gradio_api/file=/tmp/gradio/banana-library/" + "0" * 64 + "/result.png"
+        # Gradio's own file route. Ann restores her picture: its files go to the tab through
+        # Gradio's cache; the cache URL serves Ann, not Bob (ui/cache_guard.py), nor a guess.
+        as_ann("ann-page", "library-grid", "click", [None, None], {"item": anns_id})
+        restored = as_ann("ann-page", "library-restore", "click", [None, None])
+        cached = sorted(set(re.findall(r"/gradio_api/file=[^\"]+banana-library/[^\"]+", restored)))
+        assert cached, restored
+        for path in cached:
+            assert ann.get(path).status_code == 200, path
+            assert bob.get(path).status_code == 404, path
+        guess = cached[0].rsplit("/", 2)[0] + "/" + "0" * 64 + "/result.png"
         assert bob.get(guess).status_code in (403, 404)
 
 
