@@ -102,6 +102,12 @@ def when(created: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
 
 
+def short_when(created: float) -> str:
+    """A card's date: the year only when it is not this one."""
+    made, now = time.localtime(created), time.localtime()
+    return time.strftime("%d %b %H:%M" if made.tm_year == now.tm_year else "%d %b %Y", made)
+
+
 def grid_html(items: Sequence[LibraryItem], url_of: UrlOf, title_of: TitleOf,
               selected: str | None, empty: str) -> str:
     if not items:
@@ -116,7 +122,7 @@ def grid_html(items: Sequence[LibraryItem], url_of: UrlOf, title_of: TitleOf,
             f"<img loading='lazy' alt='{_text(label)}' src='{_text(url_of(item.thumb, False))}'>"
             + ("<span class='lib-star' aria-label='starred'>★</span>" if item.starred else "")
             + f"<span class='lib-meta'>{_text(title_of(item.mode))} · "
-            f"{_text(when(item.created))}</span><span class='lib-cap'>{_text(words)}</span>"
+            f"{_text(short_when(item.created))}</span><span class='lib-cap'>{_text(words)}</span>"
             "</button>")
     return f"<div class='lib-grid'>{''.join(cards)}</div>"
 
