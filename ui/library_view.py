@@ -26,6 +26,8 @@ element.addEventListener('click', (event) => {
   const card = event.target.closest('[data-item]');
   if (!card) return;
   event.preventDefault();
+  element.querySelectorAll('.lib-card.selected').forEach((c) => c.classList.remove('selected'));
+  if (card.classList.contains('lib-card')) card.classList.add('selected');
   trigger('click', {item: card.dataset.item});
   // A phone stacks the open picture under the grid: bring it into view.
   if (window.innerWidth < 900) setTimeout(() => document.getElementById('library-detail')

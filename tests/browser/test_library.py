@@ -61,6 +61,7 @@ def test_library_lists_searches_opens_stars_restores_and_deletes(
     search(page, f"{tag} wind")                 # every word, as a prefix
     expect(cards).to_have_count(1)
     cards.first.click()
+    expect(cards.first).to_have_class(re.compile(r"\bselected\b"))
     detail = page.locator("#library-detail")
     expect(detail.locator("img.lib-full")).to_be_visible()
     expect(detail).to_contain_text("windmill in the snow")
