@@ -8,7 +8,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from backend.modes import REGISTRY, ModeRegistry  # noqa: E402
 from backend.settings import Settings, normalize_servers  # noqa: E402
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
 
 COMMANDS = ("serve", "health", "warmup", "free", "library")  # library: backend/library/cli.py
 
@@ -31,9 +31,11 @@ def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI
     from fastapi import FastAPI
 
     from backend import http_api
+    from backend.api import library_files
     from backend.api.body_limits import BodyLimitMiddleware, route_limits
     from backend.context import build_context
     from ui.app import build_ui, launch_options
+    from ui.cache_guard import CacheGuard
 
     ctx = build_context(settings, registry)
 
@@ -47,7 +49,8 @@ def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI
     app.add_middleware(BodyLimitMiddleware, limits=route_limits(settings))  # every route
     app.state.studio_context = ctx     # the HTTP handlers find it here
     app.include_router(http_api.router)
-    return gr.mount_gradio_app(
+    app.include_router(library_files.router)    # before the Gradio mount, which takes the rest
+    app = gr.mount_gradio_app(
         app,
         build_ui(ctx),
         path="/",
@@ -57,6 +60,30 @@ def create_app(settings: Settings, registry: ModeRegistry = REGISTRY) -> FastAPI
         ssr_mode=False,
         **launch_options(),
     )
+    login_of = gradio_login(app)
+    app.state.library_files = library_files.LibraryFiles(
+        ctx.library, login_required=bool(settings.auth), login_of=login_of)
+    if settings.auth:   # a cached library file only for the login that owns it
+        app.add_middleware(CacheGuard, library=ctx.library, login_of=login_of)
+    return app
+
+
+def gradio_login(app: FastAPI) -> Callable[[Request], str | None]:
+    """Who a request is logged in as (STUDIO_AUTH), read the way Gradio's own routes do: its
+    login cookie names a token the mounted Gradio app knows."""
+    from gradio.routes import App
+    from starlette.routing import Mount
+
+    mounted = next(r.app for r in app.routes if isinstance(r, Mount) and isinstance(r.app, App))
+
+    def login_of(request: Request) -> str | None:
+        cookie = f"access-token-{mounted.cookie_id}"
+        token = request.cookies.get(cookie) or request.cookies.get(
+            f"access-token-unsecure-{mounted.cookie_id}")
+        user = mounted.tokens.get(token) if token else None
+        return user if isinstance(user, str) else None
+
+    return login_of
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

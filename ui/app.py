@@ -21,7 +21,7 @@ import gradio as gr
 
 from backend.apps import is_app_mode
 from backend.context import StudioContext
-from ui import app_tabs, chat_tab, generic_tab, restore, sidebar, style
+from ui import app_tabs, chat_tab, generic_tab, library_tab, restore, sidebar, style
 from ui.follow import Follower
 from ui.history import history_of
 from ui.identity import BROWSER_STORAGE_KEY, new_browser_id, valid_browser_id
@@ -107,6 +107,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
             apps_tab = app_tabs.build(shared)
             with gr.Tab("Chat", id="chat", elem_id="tab_chat"):
                 chat = chat_tab.build(shared)
+            library = library_tab.build(shared, specs)
         with (
             gr.Accordion("History", open=True, elem_id="history"),
             gr.Row(equal_height=False),
@@ -154,6 +155,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
         chat_tab.wire(shared, chat, specs, tabs, current_mode, history_token)
         restore.wire_restore(shared, specs, tabs, current_mode, gallery, details, download,
                              png_drop)
+        library_tab.wire(shared, library, specs, tabs, current_mode, gallery)
         wire_page(shared, demo, follower, gallery, history_token, strip, page_msg)
         sidebar.wire_tick(demo, ctx, side, follower, browser, phone)
         demo.load(None, None, None, js=style.NARROW_SIDEBAR_JS)

@@ -31,6 +31,8 @@ SWEEP_EVERY_S = 600.0
 _SECRET = secrets.token_hex(16)
 _lock = threading.Lock()
 _last_sweep = 0.0
+# Which library file each cache file stands for (ui/cache_guard.py asks whose it is).
+_sources: dict[str, Path] = {}
 
 
 def cache_root() -> Path:
@@ -43,6 +45,7 @@ def served(path: str | os.PathLike[str]) -> str:
     key = hashlib.sha256(f"{_SECRET}:{source}".encode()).hexdigest()
     folder = cache_root() / key
     target = folder / source.name
+    _sources[os.path.abspath(target)] = source
     if target.exists():
         os.utime(folder)                  # in use: the sweep ages folders, never the files
         return str(target)
@@ -57,6 +60,11 @@ def served(path: str | os.PathLike[str]) -> str:
     return str(target)
 
 
+def source_of(cached: str | os.PathLike[str]) -> Path | None:
+    """The library file a cache path was made from by `served` (this process), else None."""
+    return _sources.get(os.path.abspath(cached))
+
+
 def _sweep() -> None:
     global _last_sweep
     now = time.time()
@@ -69,6 +77,7 @@ def _sweep() -> None:
         try:
             if now - folder.stat().st_mtime > MAX_AGE_S:
                 for file in folder.iterdir():
+                    _sources.pop(os.path.abspath(file), None)
                     file.unlink(missing_ok=True)
                 folder.rmdir()
         except OSError as exc:

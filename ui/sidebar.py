@@ -24,6 +24,7 @@ import gradio as gr
 
 from backend.context import StudioContext
 from backend.desk import JobState, JobView
+from backend.library import LibraryError
 from backend.modes import ModeRegistry
 from backend.monitor import MonitorSnapshot
 from backend.operations.families import GGUF
@@ -445,6 +446,7 @@ def wire_tick(
                          ctx.settings.comfy_url, ctx.desk.previews,
                          ctx.monitor.server_snapshots(),
                          planning=planning_html(snap, ctx.registry, ctx.settings))
+        sidebar += await library_line(ctx)
         return sidebar, follower.strip_for(visitor), phone_line(snap, mine)
 
     quiet: dict[str, object] = {"show_progress": "hidden", "queue": False,
@@ -453,6 +455,18 @@ def wire_tick(
     timer.tick(on_tick, [browser], outputs, **quiet)  # type: ignore[arg-type]
     # Right away on page load too, rather than "Checking…" until the first tick.
     demo.load(on_tick, [browser], outputs, **quiet)  # type: ignore[arg-type]
+
+
+async def library_line(ctx: StudioContext) -> str:
+    """The library's size on disk (files + database: what STUDIO_LIBRARY_MAX_GB counts)."""
+    try:
+        size = await ctx.library.size_bytes()
+    except (LibraryError, RuntimeError, OSError):
+        return ""
+    limit = ctx.settings.library.max_bytes
+    shown = f"{size / GB:.2f} GB" if size >= GB / 10 else f"{size / 1024**2:.1f} MB"
+    cap = f" of {limit / GB:g} GB" if limit else ""
+    return f"<div class='hint small' id='library_size'>Library: {shown}{cap} on disk</div>"
 
 
 def _describe_warmup(results: Sequence[WarmupResult], mode: str, registry: ModeRegistry) -> str:

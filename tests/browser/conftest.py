@@ -20,12 +20,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # tests look at what the studio writes there.
 os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="studio-browser-gradio-"))
 
+import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
@@ -105,6 +107,69 @@ def workflows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for template in (PROJECT_ROOT / "workflows").glob("*.json"):
         shutil.copy(template, folder / template.name)
     return folder
+
+
+AUTH_USERS = {"ann": "ann-secret-1", "bob": "bob-secret-2"}
+
+
+@dataclass(frozen=True)
+class AuthStudio:
+    """A studio with STUDIO_AUTH (ann, bob) whose library starts with one picture each."""
+
+    url: str
+    seeded: dict[str, str]              # user → the id of their picture
+
+
+def seed_library(data_dir: Path, prompts: dict[str, str]) -> dict[str, str]:
+    """One small picture per owner, saved before the studio starts (on a thread of its own:
+    sync Playwright may hold this thread's event loop)."""
+    from backend.library import Library, LibraryConfig, NewItem
+
+    ids: dict[str, str] = {}
+
+    async def save() -> None:
+        async with Library(LibraryConfig(data_dir=data_dir)) as library:
+            for owner, prompt in prompts.items():
+                item = await library.save(NewItem(
+                    owner, "ui", "generate", Image.new("RGB", (64, 48), "orange"),
+                    {"prompt": prompt, "seed": 7, "steps": 4}))
+                ids[owner] = item.id
+
+    worker = threading.Thread(target=lambda: asyncio.run(save()))
+    worker.start()
+    worker.join(60)
+    return ids
+
+
+@pytest.fixture(scope="package")
+def auth_studio(fake: FakeComfy, tmp_path_factory: pytest.TempPathFactory,
+                workflows_dir: Path) -> Iterator[AuthStudio]:
+    from backend.settings import Settings
+
+    data = tmp_path_factory.mktemp("auth-data")
+    ids = seed_library(data, {"user:ann": "ann's private lighthouse",
+                              "user:bob": "bob's windmill"})
+    env = {"STUDIO_DATA_DIR": str(data), "STUDIO_WORKFLOWS_DIR": str(workflows_dir),
+           "STUDIO_AUTH": ",".join(f"{u}:{p}" for u, p in AUTH_USERS.items())}
+    with serve(Settings.from_env(env, comfy_url=fake.url, poll_interval_s=0.5)) as url:
+        yield AuthStudio(url, {owner.removeprefix("user:"): i for owner, i in ids.items()})
+
+
+@pytest.fixture(scope="package")
+def per_browser_studio(fake: FakeComfy, tmp_path_factory: pytest.TempPathFactory,
+                       workflows_dir: Path) -> Iterator[AuthStudio]:
+    """STUDIO_LIBRARY=per-browser without logins: one picture for each of two browser ids
+    (`seeded` is keyed by the id)."""
+    from backend.settings import Settings
+
+    data = tmp_path_factory.mktemp("per-browser-data")
+    browsers = {"ann": "ann-browser-0001", "bob": "bob-browser-0002"}
+    ids = seed_library(data, {f"browser:{browsers['ann']}": "ann's private lighthouse",
+                              f"browser:{browsers['bob']}": "bob's windmill"})
+    env = {"STUDIO_DATA_DIR": str(data), "STUDIO_WORKFLOWS_DIR": str(workflows_dir),
+           "STUDIO_LIBRARY": "per-browser"}
+    with serve(Settings.from_env(env, comfy_url=fake.url, poll_interval_s=0.5)) as url:
+        yield AuthStudio(url, {owner.removeprefix("browser:"): i for owner, i in ids.items()})
 
 
 @contextlib.contextmanager

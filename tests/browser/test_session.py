@@ -6,29 +6,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import VIEWPORT, serve
+from tests.browser.conftest import AUTH_USERS, VIEWPORT, AuthStudio
 from tests.browser.helpers import run, small_generate
 
 pytestmark = pytest.mark.browser
-USERS = {"ann": "ann-secret-1", "bob": "bob-secret-2"}
+USERS = AUTH_USERS
 
 
 @pytest.fixture(scope="module")
-def auth_url(fake, tmp_path_factory: pytest.TempPathFactory, workflows_dir: Path) -> Iterator[str]:
-    from backend.settings import Settings
-
-    env = {"STUDIO_DATA_DIR": str(tmp_path_factory.mktemp("auth-data")),
-           "STUDIO_WORKFLOWS_DIR": str(workflows_dir),
-           "STUDIO_AUTH": ",".join(f"{u}:{p}" for u, p in USERS.items())}
-    with serve(Settings.from_env(env, comfy_url=fake.url, poll_interval_s=0.5)) as url:
-        yield url
+def auth_url(auth_studio: AuthStudio) -> str:
+    return auth_studio.url
 
 
 def pick_call(config: dict, session_hash: str) -> dict:
