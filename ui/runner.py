@@ -32,6 +32,7 @@ from ui.identity import Visitor, visitor_for
 from ui.live import info_line, message_md, status_html
 from ui.pages import SessionRefused, Shown, TabState
 from ui.tabspec import Component, Shared, TabSpec, fields_of
+from ui.upload_checks import wire_upload_checks
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,7 @@ def wire_run(shared: Shared, tab: TabSpec, follower: Follower) -> None:
         return pick(shared, tab, browser_id, evt, request)
 
     panel.grid.select(on_pick, [browser], landed_outputs, **QUIET)
+    wire_upload_checks(shared.ctx.settings, tab)
 
 
 def editor_value(path: str | None, layer: Image.Image | None = None) -> dict[str, Any] | None:
