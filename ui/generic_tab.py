@@ -19,6 +19,14 @@ from ui.layout import (
 from ui.tabspec import Component, Shared, Spec, TabSpec, image_slots
 
 
+def choice_radio(mode: Spec, name: str) -> gr.Radio:
+    """The radio of one declared CHOICE input (its labels, its default first)."""
+    inp = mode.input(name)
+    assert inp is not None and inp.choices, f"{mode.name}.{name} is not a choice"
+    return gr.Radio(list(inp.choices), value=inp.values[0], label=inp.label,
+                    elem_id=f"{mode.name}_{name}")
+
+
 def build(shared: Shared, mode: Spec) -> TabSpec:
     name = mode.name
     fields: dict[str, Component] = {}
@@ -48,6 +56,9 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                         label=inp.label, lines=3 if inp.kind is InputKind.PROMPT else 1,
                         placeholder=inp.placeholder, elem_id=elem_id,
                     )
+            for inp in mode.inputs:
+                if inp.kind is InputKind.CHOICE:
+                    fields[inp.name] = choice_radio(mode, inp.name)
             for inp in mode.inputs:   # the mask is painted on the picture's editor
                 if inp.kind is InputKind.MASK and painter is not None:
                     fields[inp.name] = painter.sent

@@ -114,6 +114,8 @@ def build_by_name(mode: Spec, values: Values) -> Built:
     params: dict[str, object] = {
         **{k: v for k, v in inputs.items() if k not in pictures}, **common
     }
+    if MAIN in params:      # as its radio offers it (a restore fills the slots in order)
+        params[MAIN] = str(params[MAIN])
     return Built(request, params, sources)
 
 
@@ -133,19 +135,41 @@ def input_values(mode: Spec, values: Values) -> tuple[dict[str, object], tuple[I
             out[inp.name] = str(raw or "").strip()
         elif inp.kind is InputKind.NUMBER:
             out[inp.name] = _number(inp, raw)
+        elif inp.kind is InputKind.CHOICE and inp.name != MAIN:
+            out[inp.name] = inp.values[0] if raw in (None, "") else str(raw)
         elif inp.kind is InputKind.IMAGE:
             picture = editor_picture(raw) if painted else read_upload(raw)
             out[inp.name] = picture
             sources += [picture] if picture is not None else []
         elif inp.kind is InputKind.IMAGES:
             # Order matters (picture 1, 2, 3): an empty middle slot closes the gap.
-            slots = (read_upload(values.get(name)) for name in image_slots(inp))
+            slots = [read_upload(values.get(name)) for name in image_slots(inp)]
             pictures = tuple(p for p in slots if p is not None)
             out[inp.name] = pictures
             sources += pictures
+            if mode.input(MAIN) is not None:
+                out[MAIN] = main_reference(slots, values.get(MAIN))
         elif inp.kind is InputKind.MASK:
             out[inp.name] = painted_mask(raw)
     return out, tuple(sources)
+
+
+# A mode with several pictures may declare which slot is the main one (Multi-ref: the one
+# that sets the canvas); the request counts among the pictures sent, gaps closed.
+MAIN = "main"
+
+
+def main_reference(slots: list[ImageInput | None], chosen: Any) -> int:
+    """The chosen slot's place among the filled ones (1-based); an empty main slot is
+    refused, never silently replaced by the next picture."""
+    slot = int(chosen) if chosen not in (None, "") else 1
+    if not 1 <= slot <= len(slots) or slots[slot - 1] is None:
+        filled = [i for i, p in enumerate(slots, start=1) if p is not None]
+        hint = (f" add one there, or choose Reference {filled[0]} as the main picture"
+                if filled else " add one there")
+        raise InvalidRequest(f"Reference {slot}, the main picture, is empty:{hint}.",
+                             f"image{slot}")
+    return sum(1 for p in slots[:slot] if p is not None)
 
 
 def common_values(values: Values) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ui.generic_tab import choice_radio
 from ui.layout import advanced_controls, output_panel, run_controls, upload_image
 from ui.tabspec import Shared, Spec, TabSpec
 
@@ -19,6 +20,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 placeholder="Make it golden hour; replace the sign's text with “BANANA”",
                 elem_id=f"{name}_prompt",
             )
+            output_size = choice_radio(mode, "output_size")
             controls = run_controls(name, "Edit")
             with gr.Accordion("Advanced", open=False):
                 adv = advanced_controls(shared.ctx, mode)
@@ -26,7 +28,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
             panel = output_panel(name, shared.ctx.registry, compare=True)
     return TabSpec(
         mode=mode,
-        fields={"image": image, "prompt": prompt, **adv.fields()},
+        fields={"image": image, "prompt": prompt, "output_size": output_size, **adv.fields()},
         controls=controls,
         panel=panel,
         advanced=adv,
