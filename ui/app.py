@@ -145,7 +145,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
             wire_run(shared, spec, follower)
             spec.panel.result.change(None, None, None, js=style.SCROLL_TO_RESULT_JS,
                                      api_visibility="private")
-        wire_send(specs, tabs, current_mode)
+        wire_send(specs, tabs, current_mode, shared)
         restore.wire_restore(shared, specs, tabs, current_mode, gallery, details, download,
                              png_drop)
         wire_page(shared, demo, follower, gallery, history_token, strip, page_msg)

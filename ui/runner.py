@@ -30,6 +30,7 @@ from ui.files import served
 from ui.follow import Follower
 from ui.identity import Visitor, visitor_for
 from ui.live import info_line, message_md, status_html
+from ui.mask_moves import wire_mask_moves
 from ui.pages import SessionRefused, Shown, TabState
 from ui.tabspec import Component, Shared, TabSpec, fields_of
 from ui.upload_checks import wire_upload_checks
@@ -334,9 +335,12 @@ def editor_value(path: str | None, layer: Image.Image | None = None) -> dict[str
             "composite": None}
 
 
-def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: gr.State) -> None:
+def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: gr.State,
+              shared: Shared | None = None) -> None:
     """Each tab's "Send result to" buttons put the (picked) result in the target's first image
-    slot."""
+    slot; with `shared`, masks move to Inpaint too (ui/mask_moves.py)."""
+    if shared is not None:
+        wire_mask_moves(shared, tabs_by_mode, tabs, current_mode)
     for tab in tabs_by_mode.values():
         for target, button in tab.panel.send.items():
             dest = tabs_by_mode.get(target)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
@@ -25,6 +25,9 @@ from backend.requests import ImageInput, InvalidRequest, RequestBase
 from ui.imaging import editor_background, editor_mask, mask_coverage
 from ui.layout import Advanced, MaskEditor, OutputPanel, RunControls
 from ui.pages import Pages
+
+if TYPE_CHECKING:
+    from ui.mask_moves import MaskMove
 
 Spec = ModeSpec[RequestBase]
 Component = gr.components.Component
@@ -67,6 +70,7 @@ class TabSpec:
     extra_outputs: list[Component] = field(default_factory=list)
     on_run: Callable[[Values], dict[Component, object]] | None = None
     editor: MaskEditor | None = None
+    mask_move: MaskMove | None = None       # sends the result's mask to Inpaint
 
     @property
     def name(self) -> str:

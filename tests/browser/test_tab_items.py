@@ -8,10 +8,12 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageFilter
 from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import fill, open_tab, run
+from tests.browser.helpers import fetch_image, fill, open_tab, run, upload, wait_result
 
 pytestmark = pytest.mark.browser
 
@@ -53,3 +55,35 @@ def test_bad_uploads_get_the_studios_sentence_in_every_slot(page: Page, tmp_path
     run(page, "inpaint")
     expect(page.locator("#inpaint_msg")).to_contain_text("Add a picture first")
     expect(page.locator(".toast-body")).to_have_count(0)     # no Gradio error toast
+
+
+def test_region_edit_mask_moves_to_inpaint_and_bounds_the_change(page: Page, pictures) -> None:
+    """Issue 14 item 5: Region edit → "Edit this mask in Inpaint" → run: the picture and the
+    detected mask are in the Inpaint editor, and the inpaint changes pixels inside that mask
+    only (plus Inpaint's default 4 px grow)."""
+    open_tab(page, "region_edit")
+    upload(page, "region_edit_image", pictures["scene"])
+    fill(page, "region_edit_region", "the yellow sun")
+    fill(page, "region_edit_prompt", "make it a full moon")
+    run(page, "region_edit")
+    wait_result(page, "region_edit")
+    mask, _ = fetch_image(page, "#region_edit_mask_out img")
+
+    page.locator("#region_edit_mask_to_inpaint").click()
+    expect(page.locator("#inpaint_run")).to_be_visible()
+    expect(page.locator("#inpaint_msg")).to_contain_text("are in the editor")
+    fill(page, "inpaint_prompt", "a paper lantern")
+    run(page, "inpaint")
+    wait_result(page, "inpaint")
+
+    source = Image.open(pictures["scene"]).convert("RGB")
+    result, _ = fetch_image(page, "#inpaint_result img")
+    used, _ = fetch_image(page, "#inpaint_mask_preview img")   # the mask the run painted with
+    assert result.size == source.size == mask.size == used.size
+    region = np.asarray(mask.convert("L")) > 0
+    assert np.array_equal(np.asarray(used.convert("L")) > 0, region), "the mask moved as it was"
+    grow = 4 + 2
+    allowed = np.asarray(mask.convert("L").filter(ImageFilter.MaxFilter(2 * grow + 1))) > 0
+    changed = np.any(np.asarray(result.convert("RGB")) != np.asarray(source), axis=2)
+    assert changed.any(), "the inpaint changed nothing"
+    assert not (changed & ~allowed).any(), "pixels changed outside the moved mask"

@@ -74,3 +74,29 @@ def test_multiref_tab_never_silently_uses_reference_2_as_the_canvas(tmp_path) ->
     assert isinstance(built.request, MultiRefRequest)
     assert built.request.main == 2 and len(built.request.images) == 2
     assert built.params["main"] == "2"
+
+
+def test_a_cut_outs_alpha_becomes_the_inpaint_editors_mask(tmp_path) -> None:
+    """Issue 14 item 5: "Use as mask" on a Remove background result: its alpha, on the input
+    picture, sized to it (a result capped below a large input is scaled up)."""
+    import numpy as np
+
+    from ui.imaging import editor_mask
+    from ui.mask_moves import editor_with_mask
+    from ui.pages import Shown
+
+    before = tmp_path / "in.png"
+    Image.new("RGB", (200, 100), (10, 20, 30)).save(before)
+    cut = Image.new("RGBA", (100, 50), (0, 0, 0, 0))
+    cut.paste((255, 255, 255, 255), (25, 10, 75, 40))
+    result = tmp_path / "out.png"
+    cut.save(result)
+    shown = Shown("job", str(result), str(result), "", 0, None, None, str(before))
+    value = editor_with_mask(shown, "alpha")
+    assert isinstance(value, dict) and value["background"] == str(before)
+    value["background"] = Image.open(before)
+    mask = editor_mask(value)
+    assert mask is not None and mask.size == (200, 100)
+    painted = np.asarray(mask) > 0
+    assert painted[50, 100] and not painted[5, 5]
+    assert editor_with_mask(shown, "mask") == "This result has no mask to use."

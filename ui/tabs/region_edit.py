@@ -12,6 +12,7 @@ from ui.layout import (
     run_controls,
     upload_image,
 )
+from ui.mask_moves import MaskMove
 from ui.tabspec import Shared, Spec, TabSpec
 
 
@@ -39,6 +40,8 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         with gr.Column(scale=3, min_width=400):
             panel = output_panel(name, shared.ctx.registry, mask_label="Detected mask",
                                  compare=True)
+            to_inpaint = gr.Button("Edit this mask in Inpaint", size="sm",
+                                   elem_id=f"{name}_mask_to_inpaint")
     return TabSpec(
         mode=mode,
         fields={"image": image, "region": region, "prompt": prompt, "grow": grow,
@@ -47,4 +50,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         panel=panel,
         advanced=adv,
         sources=[image],
+        mask_move=MaskMove(to_inpaint, "mask"),
     )
