@@ -16,6 +16,7 @@ from ui.layout import (
     run_controls,
     upload_image,
 )
+from ui.prompt_tools import PromptTools, prompt_tools
 from ui.tabspec import Component, Shared, Spec, TabSpec, image_slots
 
 
@@ -34,6 +35,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
     editors: set[int] = set()
     painted = mode.has(InputKind.MASK)
     painter: MaskEditor | None = None
+    tools: PromptTools | None = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
             for inp in mode.inputs:
@@ -52,10 +54,12 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                             fields[slot] = upload_image(f"{name}_{slot}", slot.capitalize(), 200)
                             sources.append(fields[slot])
                 elif inp.kind in (InputKind.PROMPT, InputKind.TEXT):
-                    fields[inp.name] = gr.Textbox(
+                    box = fields[inp.name] = gr.Textbox(
                         label=inp.label, lines=3 if inp.kind is InputKind.PROMPT else 1,
                         placeholder=inp.placeholder, elem_id=elem_id,
                     )
+                    if inp.kind is InputKind.PROMPT and tools is None:
+                        tools = prompt_tools(shared.ctx.settings.library.data_dir, name, box)
             for inp in mode.inputs:
                 if inp.kind is InputKind.CHOICE:
                     fields[inp.name] = choice_radio(mode, inp.name)
@@ -79,4 +83,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         sources=sources,
         editor_sources=frozenset(editors),
         editor=painter,
+        prompt_tools=tools,
     )

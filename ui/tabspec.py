@@ -25,6 +25,7 @@ from backend.requests import ImageInput, InvalidRequest, RequestBase
 from ui.imaging import editor_background, editor_mask, mask_coverage
 from ui.layout import Advanced, MaskEditor, OutputPanel, RunControls
 from ui.pages import Pages
+from ui.prompt_tools import PromptTools, styled
 
 if TYPE_CHECKING:
     from ui.mask_moves import MaskMove
@@ -71,6 +72,11 @@ class TabSpec:
     on_run: Callable[[Values], dict[Component, object]] | None = None
     editor: MaskEditor | None = None
     mask_move: MaskMove | None = None       # sends the result's mask to Inpaint
+    prompt_tools: PromptTools | None = None  # style menu and recent prompts (ui/prompt_tools)
+
+    def __post_init__(self) -> None:
+        if self.prompt_tools is not None:
+            self.fields.setdefault("style", self.prompt_tools.style)
 
     @property
     def name(self) -> str:
@@ -79,6 +85,9 @@ class TabSpec:
     def build(self, values: Values) -> Built:
         """The request from the controls' values by name (InvalidRequest: nothing runs)."""
         built = build_by_name(self.mode, values)
+        if self.prompt_tools is not None:
+            built = Built(styled(self.prompt_tools, built.request, values.get("style")),
+                          built.params, built.sources)
         if self.on_run is None:
             return built
         return Built(built.request, built.params, built.sources, self.on_run(values))

@@ -4,6 +4,7 @@ reusable prompts, and masks that move to Inpaint."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -87,3 +88,28 @@ def test_region_edit_mask_moves_to_inpaint_and_bounds_the_change(page: Page, pic
     changed = np.any(np.asarray(result.convert("RGB")) != np.asarray(source), axis=2)
     assert changed.any(), "the inpaint changed nothing"
     assert not (changed & ~allowed).any(), "pixels changed outside the moved mask"
+
+
+def test_a_style_reaches_the_run_and_the_prompt_comes_back_from_recent(page: Page) -> None:
+    """Issue 14 item 4: a saved style is appended to what runs; the prompt as typed is in the
+    person's recent prompts, found by searching, and picking it fills the prompt box."""
+    from backend.prompts import load_styles
+    from tests.browser.helpers import small_generate
+
+    photo = load_styles(Path("/nonexistent")).get("Photo")
+    small_generate(page, "a lighthouse on a cliff")
+    page.locator("#generate_style input").click()
+    page.get_by_role("option", name="Photo", exact=True).click()
+    run(page, "generate")
+    wait_result(page, "generate")
+    image, _ = fetch_image(page, "#generate_result img")
+    params = json.loads(image.info["parameters"])
+    assert params["prompt"] == f"a lighthouse on a cliff, {photo.prompt}"
+    assert params["negative_prompt"].endswith(photo.negative)
+
+    fill(page, "generate_prompt", "")
+    recent = page.locator("#generate_recent input")
+    recent.click()
+    recent.fill("lightho")
+    page.get_by_role("option", name="a lighthouse on a cliff", exact=True).click()
+    expect(page.locator("#generate_prompt textarea")).to_have_value("a lighthouse on a cliff")

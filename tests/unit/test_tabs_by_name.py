@@ -104,6 +104,8 @@ def distinctive(tab: TabSpec, name: str, index: int, folder: Path) -> Any:
         return 4.3
     if name == "variant":
         return "default"
+    if name == "style":
+        return None    # no style: the prompt reaches the workflow as typed
     if name.startswith("image") and (declared is None or declared.kind is InputKind.IMAGE):
         if spec.has(InputKind.MASK):   # an editor: the picture, with a painted layer
             layer = Image.new("RGBA", (SIDE, SIDE), (0, 0, 0, 0))

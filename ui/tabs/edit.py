@@ -6,6 +6,7 @@ import gradio as gr
 
 from ui.generic_tab import choice_radio
 from ui.layout import advanced_controls, output_panel, run_controls, upload_image
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 
@@ -20,6 +21,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 placeholder="Make it golden hour; replace the sign's text with “BANANA”",
                 elem_id=f"{name}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, name, prompt)
             output_size = choice_radio(mode, "output_size")
             controls = run_controls(name, "Edit")
             with gr.Accordion("Advanced", open=False):
@@ -33,4 +35,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         panel=panel,
         advanced=adv,
         sources=[image],
+        prompt_tools=tools,
     )

@@ -6,6 +6,7 @@ import gradio as gr
 
 from ui.generic_tab import choice_radio
 from ui.layout import advanced_controls, output_panel, run_controls, upload_image
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 SLOT_LABELS = ("Reference 1", "Reference 2", "Reference 3")
@@ -35,6 +36,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 "standing in the room from picture 3",
                 elem_id=f"{name}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, name, prompt)
             controls = run_controls(name, "Combine")
             with gr.Accordion("Advanced", open=False):
                 adv = advanced_controls(shared.ctx, mode)
@@ -50,4 +52,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         panel=panel,
         advanced=adv,
         sources=slots,
+        prompt_tools=tools,
     )

@@ -17,6 +17,7 @@ from backend.operations.images import decode_image
 from backend.requests import InvalidRequest
 from ui.imaging import OUTPAINT_ASPECTS, Pads, padded_preview, pads_for_aspect
 from ui.layout import advanced_controls, input_slider, output_panel, run_controls, upload_image
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 SIDES = ("left", "top", "right", "bottom")
@@ -91,6 +92,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 placeholder="continue the beach and the sky",
                 elem_id=f"{prefix}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, prefix, prompt)
             controls = run_controls(prefix, "Outpaint")
             with gr.Accordion("Advanced", open=False):
                 feathering = input_slider(mode, "feathering")
@@ -146,4 +148,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         panel=panel,
         advanced=adv,
         sources=[image],
+        prompt_tools=tools,
     )

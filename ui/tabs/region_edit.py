@@ -13,6 +13,7 @@ from ui.layout import (
     upload_image,
 )
 from ui.mask_moves import MaskMove
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 
@@ -33,6 +34,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 placeholder="make it a vintage yellow taxi",
                 elem_id=f"{name}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, name, prompt)
             controls = run_controls(name, "Edit region")
             with gr.Accordion("Advanced", open=False):
                 grow, feather = mask_edge_sliders(mode)
@@ -51,4 +53,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         advanced=adv,
         sources=[image],
         mask_move=MaskMove(to_inpaint, "mask"),
+        prompt_tools=tools,
     )
