@@ -78,3 +78,16 @@ def test_outpaint_preview_promises_the_result_size() -> None:
     assert canvas_text((1024, 800), plan) == "1024×800 → **1510×800**"
     shown = preview_pads(plan, 512)
     assert (shown.left, shown.right) == (122, 122)      # the plan's 243 px, at half size
+
+
+def test_outpaint_preview_decodes_a_large_photo_small(tmp_path) -> None:
+    """Issue 10 item 8: a large phone photo is used, not refused, and the preview never holds
+    it whole (a JPEG decodes at 1/8 straight away)."""
+    from PIL import Image
+
+    from ui.tabs.outpaint import preview_source
+
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (3000, 2000), (90, 120, 200)).save(path, quality=70)
+    small, size = preview_source(str(path), 200_000_000)
+    assert size == (3000, 2000) and max(small.size) <= 512

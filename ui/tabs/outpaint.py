@@ -13,7 +13,7 @@ import gradio as gr
 from PIL import Image
 
 from backend.modes.outpaint import CanvasPlan, plan_canvas
-from backend.operations.images import decode_image
+from backend.operations.images import decode_image, read_header
 from backend.requests import InvalidRequest
 from ui.imaging import OUTPAINT_ASPECTS, Pads, padded_preview, pads_for_aspect
 from ui.layout import advanced_controls, input_slider, output_panel, run_controls, upload_image
@@ -21,6 +21,7 @@ from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 SIDES = ("left", "top", "right", "bottom")
+PREVIEW_SIDE = 512
 
 
 def canvas_text(size: tuple[int, int] | None, plan: CanvasPlan | None) -> str:
@@ -47,10 +48,13 @@ def preview_source(path: str, max_pixels: int) -> tuple[Image.Image, tuple[int, 
         data = Path(path).read_bytes()
     except OSError as exc:
         raise InvalidRequest("The upload is gone from the server; add the picture again.") from exc
-    image = decode_image(data, max_pixels=max_pixels)
-    small = image.copy()
-    small.thumbnail((512, 512))
-    return small, image.size
+    size = read_header(data, max_pixels=max_pixels).size
+    # Decoded straight to about the preview's size: a 200 MP phone photo is never held whole.
+    scale = min(1.0, PREVIEW_SIDE / max(size))
+    fit = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    small = decode_image(data, max_pixels=max_pixels, fit=fit)
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return small, size
 
 
 def build(shared: Shared, mode: Spec) -> TabSpec:
