@@ -58,7 +58,7 @@ def test_known_parameters_come_from_the_modes():
     # The common knobs, the size, and every mode's declared inputs but its pictures.
     assert {"mode", "prompt", "negative_prompt", "seed", "steps", "cfg", "width", "height",
             "variant", "region", "grow", "feather", "left", "top", "right", "bottom",
-            "feathering"} == KNOWN
+            "feathering", "output_size", "main"} == KNOWN
 
 
 def test_unknown_keys_are_dropped():
