@@ -92,7 +92,15 @@ def styled(tools: PromptTools, request: R, name: object) -> R:
     return tools.styles().styled(request, str(name))
 
 
-async def remember(tools: PromptTools, person: str, prompt: object) -> None:
-    """The prompt as typed (before any style) joins the person's recent prompts."""
-    if isinstance(prompt, str) and prompt.strip():
-        await asyncio.to_thread(tools.history.add, person, prompt)
+_WRITES: set[asyncio.Task[None]] = set()
+
+
+def remember(tools: PromptTools, person: str, prompt: object) -> None:
+    """The prompt as typed (before any style) joins the person's recent prompts: written in
+    a worker thread, never holding up the Run that asked (the queue strip waits on it)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        return
+    task = asyncio.get_running_loop().create_task(
+        asyncio.to_thread(tools.history.add, person, prompt))
+    _WRITES.add(task)
+    task.add_done_callback(_WRITES.discard)

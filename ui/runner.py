@@ -113,7 +113,7 @@ async def submit(
                 panel.status: view.status}
     page.submitted.update(job.id for job in jobs)
     if tab.prompt_tools is not None:
-        await remember(tab.prompt_tools, visitor.person, named.get("prompt"))
+        remember(tab.prompt_tools, visitor.person, named.get("prompt"))
     view.busy = True
     if len(tab_jobs(shared, visitor, tab.name)) == len(jobs):
         view.status = status_html("Sending…", "busy")
