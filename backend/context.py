@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from backend.api.aliases import ModelAliases
+from backend.apps import AppShelf
 from backend.chat import LlmRouter, RouterConfig
 from backend.comfy import ComfyClient
 from backend.comfy.orphans import OrphanReport, start_orphan_sweep
@@ -45,6 +46,7 @@ class StudioContext:
     chat_router: LlmRouter | None = None   # STUDIO_ROUTER_URL: the chat's optional LLM router
     started_at: int = field(default_factory=lambda: int(time.time()))
     clients: dict[str, ComfyClient] = field(default_factory=dict)   # every server's, by label
+    apps: AppShelf | None = None   # workflow apps (STUDIO_APPS_DIR), registered as modes
     _sweeps: list[asyncio.Task[OrphanReport]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -59,6 +61,10 @@ class StudioContext:
         report = await self.library.open()
         for line in report.lines():
             log.info("%s", line)
+        if self.apps is not None:
+            # Before the first poll, so the apps are in its readiness; then on a timer.
+            await self.apps.sync()
+            self.apps.start(self.settings.apps_poll_s, self.monitor.recheck_soon)
         self.monitor.start()
         for client in self.clients.values():
             if client.studio_id is not None:
@@ -68,6 +74,8 @@ class StudioContext:
         for sweep in self._sweeps:
             sweep.cancel()
         await self.desk.aclose()
+        if self.apps is not None:
+            await self.apps.aclose()
         if self.chat_router is not None:
             await self.chat_router.aclose()
         await self.monitor.aclose()
@@ -83,6 +91,9 @@ def build_context(
     `env` (default: the process's) gives the API's model aliases and the chat's LLM router;
     a malformed one raises ValueError naming it."""
     env = os.environ if env is None else env
+    if settings.apps_dir is not None and registry is REGISTRY:
+        # The studio's workflow apps are its own modes: never the process's built-in ones.
+        registry = registry.copy()
     aliases = ModelAliases.from_env(env)
     router_config = RouterConfig.from_env(env)
     data_dir = settings.library.data_dir        # the studio id lives beside the library
@@ -92,7 +103,7 @@ def build_context(
         server.label: ComfyClient(server.url, studio_id=studio_id) for server in settings.servers
     }
     client = next(iter(clients.values()))
-    library = TemplateLibrary(settings.workflows_dir)
+    library = TemplateLibrary(settings.workflows_dir, settings.apps_dir)
     metrics = StudioMetrics()
     studio = Studio(dict(clients), settings, library, registry, observers=[metrics])
     monitor = Monitor(dict(clients), settings, library, registry, studio)
@@ -106,7 +117,8 @@ def build_context(
     chat_router = LlmRouter(router_config) if router_config is not None else None
     if router_config is not None:
         log.info("chat: LLM router %s at %s", router_config.model, router_config.url)
+    apps = AppShelf(settings.apps_dir, registry, client) if settings.apps_dir else None
     return StudioContext(
         settings, client, library, registry, studio, monitor, metrics, results, desk,
-        aliases=aliases, chat_router=chat_router, clients=clients,
+        aliases=aliases, chat_router=chat_router, clients=clients, apps=apps,
     )

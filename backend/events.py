@@ -116,6 +116,9 @@ class Finished:
     notes: tuple[str, ...] = ()
     prompt_id: str | None = None
     server: str = ""
+    # The out-of-memory steps taken before this result (STUDIO_OOM_RETRY), in order:
+    # "move", "free", "gguf", "smaller" (metrics counts them; `notes` says them).
+    oom_steps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class Failed:
     kind: str = "execution"
     field: str | None = None
     server: str = ""
+    oom_steps: tuple[str, ...] = ()     # as Finished.oom_steps: tried before failing
 
 
 JobEvent = Queued | Started | Progress | Preview | Finished | Failed | ModelsLoaded | Moved

@@ -8,7 +8,7 @@ missing node pack are both `missing_models` ("the server lacks something": 424 o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import PurePath
 from typing import Any
 
@@ -25,7 +25,7 @@ from backend.comfy import (
 from backend.events import Failed
 from backend.progress import node_label
 from backend.settings import ModelFiles
-from backend.workflows.requirements import MODEL_INPUTS
+from backend.workflows.requirements import DISK_FOLDERS, MODEL_INPUTS, model_folder
 
 # Loader inputs whose choices are models a node pack downloads itself (not folder files).
 PACK_MODEL_INPUTS: dict[tuple[str, str], str] = {
@@ -49,10 +49,25 @@ LOST = "ComfyUI restarted and lost the queue; run it again."
 UNREACHABLE = "ComfyUI is not reachable — is it running? ({reason})"
 
 
-def oom_message(where: str, size: tuple[int, int] | None) -> str:
+def oom_message(where: str, size: tuple[int, int] | None, *, cpu: bool = False,
+                remedies: str | None = None) -> str:
+    """Which node ran out of memory at what size, then what to do: `remedies` when the
+    studio knows this device (backend/operations/variant.py: free memory now, what each
+    remedy saves), else the guide's list. On a CPU device the memory is RAM."""
     at = f" at {size[0]}×{size[1]}" if size else ""
-    steps = "; ".join(f"{i}) {r}" for i, r in enumerate(OOM_REMEDIES, start=1))
-    return f"ComfyUI ran out of GPU memory in {where}{at}. In this order, try: {steps}."
+    memory = "RAM" if cpu else "GPU memory"
+    if remedies is None:
+        steps = "; ".join(f"{i}) {r}" for i, r in enumerate(OOM_REMEDIES, start=1))
+        remedies = f"In this order, try: {steps}."
+    return f"ComfyUI ran out of {memory} in {where}{at}. {remedies}"
+
+
+@dataclass(frozen=True)
+class OomAdvice:
+    """What the studio knows about the device when a job ran out of memory."""
+
+    cpu: bool = False
+    remedies: str | None = None
 
 
 def _describe_node(
@@ -94,7 +109,8 @@ def _missing_model(
     node = _describe_node(problem.node_id, problem.class_type, graph)
     value = problem.received
     if key in MODEL_INPUTS:
-        folder = MODEL_INPUTS[key]
+        listed = model_folder(*key, value) or MODEL_INPUTS[key]
+        folder = DISK_FOLDERS.get(listed, listed)
         setting = _setting_for(value, models)
         alt = f", or set {setting} to a file that is there" if setting else ""
         return (
@@ -118,6 +134,7 @@ def from_comfy_error(
     template: str | None = None,
     work_size: tuple[int, int] | None = None,
     models: ModelFiles | None = None,
+    oom: OomAdvice | None = None,
 ) -> Failed:
     """Map every ComfyError to a Failed event (never raises)."""
     detail = exc.detail or ""
@@ -138,7 +155,9 @@ def from_comfy_error(
     if isinstance(exc, ComfyExecutionFailed):
         where = _describe_node(exc.node_id, exc.node_type, graph)
         if exc.is_oom:
-            return Failed(oom_message(where, work_size), detail, "out_of_memory")
+            advice = oom or OomAdvice()
+            return Failed(oom_message(where, work_size, cpu=advice.cpu, remedies=advice.remedies),
+                          detail, "out_of_memory")
         if "FileNotFoundError" in exc.exception_type and "Loader" in (exc.node_type or ""):
             return Failed(
                 f"A model file could not be found when {where} loaded it: "

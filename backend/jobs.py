@@ -29,6 +29,7 @@ from PIL import Image
 
 from backend.comfy import (
     ComfyError,
+    ComfyExecutionFailed,
     ComfyPromptLost,
     ComfyUnreachable,
     Executing,
@@ -58,12 +59,21 @@ from backend.events import (
     Started,
     Surface,
 )
-from backend.failures import from_comfy_error
+from backend.failures import OomAdvice, from_comfy_error
 from backend.modes import REGISTRY, ModeRegistry, ModeSpec
 from backend.operations.base import Prepared
-from backend.operations.families import ModelFamily
+from backend.operations.families import GGUF, ModelFamily
 from backend.operations.images import decode_output
 from backend.operations.memory import return_large_buffers_to_the_os
+from backend.operations.variant import (
+    DEFAULT_NAMES,
+    LABELS,
+    NO_CHOICE,
+    DeviceMemory,
+    choose_variant,
+    expected_peaks,
+    remedies,
+)
 from backend.progress import ProgressTracker
 from backend.requests import InvalidRequest, RequestBase
 from backend.scheduler import QueueFull, Scheduler, SchedulerConfig, Turn
@@ -124,6 +134,16 @@ class ComfyJobs(Protocol):
 
     @property
     def server_generation(self) -> int: ...  # grows when ComfyUI restarted
+
+
+class DeviceProbe(Protocol):
+    """What the studio asks about a server's device (backend.monitor.Monitor)."""
+
+    async def device_memory(self, server: str) -> DeviceMemory | None: ...
+
+    def gguf_ready(self, server: str, mode: str) -> bool | None: ...
+
+    async def free_vram(self, server: str | None = None) -> str: ...
 
 
 @asynccontextmanager
@@ -253,6 +273,9 @@ class Studio:
         # their freed buffers go back to the OS (backend/operations/memory.py).
         self._full_size = asyncio.Semaphore(1)
         return_large_buffers_to_the_os()
+        # The monitor sets itself here: device memory for the variant choice, readiness of
+        # the GGUF variant, and POST /free for the out-of-memory steps (None: none of them).
+        self.device: DeviceProbe | None = None
 
     # -- what the studio believes each server holds ------------------------------------------
     def _newest(self) -> Backend | None:
@@ -429,24 +452,28 @@ class Studio:
             turn.leave()
 
     async def _admitted(self, admission: Admission) -> JobStream:
-        """Wait in line, then prepare (the first decode of the inputs) and run. After a
-        failure: one move to another server when the first one went away (or, with
-        STUDIO_OOM_RETRY, ran out of memory and another has more free), and one retry at a
-        lower resolution after out-of-memory when settings allow it."""
+        """Wait in line, pick the variant (STUDIO_VARIANT, the server's memory), then prepare
+        (the first decode of the inputs) and run. After a failure: one move to another server
+        when the first one went away (or, with STUDIO_OOM_RETRY, ran out of memory and
+        another has more free); with STUDIO_OOM_RETRY, out of memory takes the guide's steps
+        in order, each once: free ComfyUI's cached models, the GGUF variant, one resolution
+        step lower (_oom_step; Finished/Failed.oom_steps, and a note each)."""
         request, spec, started = admission.request, admission.spec, admission.since
         wait_start = time.monotonic()
         async for position in admission.turn.wait():
             yield Queued(position, "")  # in the studio's queue: no prompt id yet
         # Time held in the studio's own line (queued_s is ComfyUI's queue).
         timings = {"studio_wait_s": time.monotonic() - wait_start}
+        request, chosen = await self._pick_variant(request, spec, admission.turn.server)
         first = await self._prepare(request, spec, self.settings)
         if isinstance(first, Failed):
             yield first
             return
         prepared = first
         turn = admission.turn
-        notes: tuple[str, ...] = ()
+        notes: tuple[str, ...] = (chosen,) if chosen else ()
         moved = shrunk = False
+        steps: tuple[str, ...] = ()  # the out-of-memory steps taken (Finished.oom_steps)
         turns: list[Turn] = []       # the turns taken here (the admission's is _run's)
         try:
             while True:
@@ -457,6 +484,8 @@ class Studio:
                         if isinstance(event, Failed) and self._may_retry(event, moved, shrunk):
                             failure = event
                             break
+                        if isinstance(event, Finished | Failed) and steps:
+                            event = replace(event, oom_steps=steps)
                         yield event
                 if failure is None:
                     return
@@ -480,30 +509,32 @@ class Studio:
                     notes += (note,)
                     timings = {**timings, "moved_after_s": time.monotonic() - started}
                     moved = True
-                    shrunk = shrunk or failure.kind == "out_of_memory"
+                    if failure.kind == "out_of_memory":
+                        steps += ("move",)
+                        shrunk = True
                     continue
                 if failure.kind != "out_of_memory" or shrunk:
-                    yield failure
+                    yield replace(failure, oom_steps=steps)
                     return
-                smaller = await self._smaller(request, spec, prepared)
-                if smaller is None:
-                    yield failure
+                step = await self._oom_step(request, spec, prepared, source, steps)
+                if step is None:
+                    yield replace(failure, oom_steps=steps)
                     return
-                request, retried = smaller
-                note = (
-                    f"Out of memory at {_size(prepared.work_size)}; "
-                    f"retried once at {_size(retried.work_size)}."
-                )
+                name, request, retried, note = step
                 log.info("%s: %s", prepared.mode, note)
-                first_s = time.monotonic() - started
-                prepared, shrunk = retried, True
+                if name == "smaller":
+                    timings = {"oom_retry_after_s": time.monotonic() - started, **timings}
+                    shrunk = True
+                prepared = retried
+                steps += (name,)
                 notes += (note,)
-                timings = {"oom_retry_after_s": first_s, **timings}
                 # The retry keeps the job's place (its first turn's time), past the caps:
-                # admitted.
+                # admitted. Freed memory and GGUF are this server's remedies: it stays.
+                here = frozenset({source}) if name != "smaller" and len(self.backends) > 1 \
+                    else admission.servers
                 turn = self.scheduler.enter(
                     retried.diffusion_model, owner=admission.owner, since=turn.since,
-                    servers=admission.servers, capped=False,
+                    servers=here, capped=False,
                 )
                 turns.append(turn)
                 async for position in turn.wait():
@@ -511,6 +542,90 @@ class Studio:
         finally:
             for taken in turns:
                 taken.leave()
+
+    async def _pick_variant(
+        self, request: RequestBase, spec: Spec, server: str | None
+    ) -> tuple[RequestBase, str | None]:
+        """The request with the variant it runs (STUDIO_VARIANT, the expected peaks and the
+        server's memory: backend/operations/variant.py) and the sentence that says why."""
+        peaks = self._peaks(spec)
+        if request.variant not in NO_CHOICE or GGUF not in peaks:
+            return request, None        # the person chose, or there is nothing to choose
+        label = self.backend(server).label
+        choice = choose_variant(
+            setting=self.settings.variant, explicit=request.variant, peaks=peaks,
+            memory=await self._memory(label), gguf_installed=self._gguf_ready(spec, label),
+        )
+        if choice.note:
+            log.log(logging.INFO if choice.fits else logging.WARNING, "%s on %s: %s",
+                    spec.name, label, choice.note)
+        if choice.variant != request.variant:
+            request = replace(request, variant=choice.variant)
+        return request, choice.note
+
+    def _peaks(self, spec: Spec) -> dict[str, float]:
+        """The mode's expected peak per variant it has (GGUF: family files and template)."""
+        has_gguf = spec.family.gguf is not None
+        if has_gguf:
+            try:
+                has_gguf = GGUF in self.library.variants(spec.name)
+            except TemplateError:
+                has_gguf = False
+        return expected_peaks(spec.name, spec.peak_vram(self.settings), self.settings, has_gguf)
+
+    async def _memory(self, server: str) -> DeviceMemory | None:
+        if self.device is None:
+            return None
+        try:
+            return await self.device.device_memory(server)
+        except Exception:  # the monitor's trouble must not stop a job; unknown is fine
+            log.exception("device memory of %s unavailable", server)
+            return None
+
+    def _gguf_ready(self, spec: Spec, server: str) -> bool:
+        return self.device is not None and self.device.gguf_ready(server, spec.name) is True
+
+    async def _oom_step(
+        self, request: RequestBase, spec: Spec, prepared: Prepared, server: str,
+        taken: tuple[str, ...],
+    ) -> tuple[str, RequestBase, Prepared, str] | None:
+        """The next out-of-memory remedy in the guide's order, not yet taken: free ComfyUI's
+        cached models and retry; the GGUF variant (installed, not running yet); one
+        resolution step lower. (step, request, prepared, note), or None when none is left."""
+        at = _size(prepared.work_size)
+        if "free" not in taken and self.device is not None:
+            said = await self.device.free_vram(server)
+            log.info("out of memory on %s, freed: %s", server, said)
+            return ("free", request, prepared,
+                    f"Out of memory at {at}: freed ComfyUI's cached models and retried.")
+        if ("gguf" not in taken and request.variant in DEFAULT_NAMES
+                and GGUF in self._peaks(spec) and self._gguf_ready(spec, server)):
+            gguf = replace(request, seed=prepared.seed, variant=GGUF)
+            again = await self._prepare(gguf, spec, self.settings)
+            if not isinstance(again, Failed):
+                peaks = self._peaks(spec)
+                return ("gguf", gguf, again,
+                        f"Out of memory with fp8 at {at}; retried with the {LABELS[GGUF]} "
+                        f"variant (~{peaks['fp8'] - peaks[GGUF]:.0f} GB less).")
+        smaller = await self._smaller(request, spec, prepared)
+        if smaller is None:
+            return None
+        retry, retried = smaller
+        return ("smaller", retry, retried,
+                f"Out of memory at {at}; retried once at {_size(retried.work_size)}.")
+
+    async def _oom_advice(self, request: RequestBase, spec: Spec, server: str) -> OomAdvice:
+        """This device's remedies for an out-of-memory failure (free memory now, what each
+        saves), and whether its memory is RAM; the guide's list when the device is unknown."""
+        memory = await self._memory(server)
+        if memory is None:
+            return OomAdvice()
+        peaks = self._peaks(spec)
+        gguf_used = request.variant == GGUF
+        peak = peaks[GGUF] if gguf_used else peaks["fp8"]
+        return OomAdvice(memory.cpu, remedies(
+            memory, peaks, peak - memory.available_gb, gguf_used=gguf_used,
+            can_gguf=self._gguf_ready(spec, server)))
 
     def _may_retry(self, failed: Failed, moved: bool, shrunk: bool) -> bool:
         """Whether this failure might be retried (the plan comes after the attempt closed)."""
@@ -651,9 +766,11 @@ class Studio:
             # and before the consumer gets the error (it may hold on to it).
             self._server_trouble(server, exc)
             turn.leave()
+            oom = (await self._oom_advice(request, spec, server)
+                   if isinstance(exc, ComfyExecutionFailed) and exc.is_oom else None)
             yield replace(from_comfy_error(
                 exc, graph=graph, template=str(template.path), work_size=prepared.work_size,
-                models=self.settings.models,
+                models=self.settings.models, oom=oom,
             ), server=server)
             return
 

@@ -10,7 +10,9 @@ Per ComfyUI server (`backend` = its label): `studio_backend_jobs_total{backend,m
 (each attempt's end there: finished, failed or moved away), `studio_backend_job_seconds`
 (jobs finished there), `studio_backend_model_swaps_total`, `studio_backend_queue{state}`
 (running, pending, and ours in flight), `studio_backend_vram_{used,total}_bytes`,
-`studio_backend_up`; and `studio_failovers_total{from_backend,to_backend,reason}`. The older
+`studio_backend_up`; and `studio_failovers_total{from_backend,to_backend,reason}`.
+`studio_oom_retries_total{mode,step}`: the out-of-memory steps jobs took (move, free, gguf,
+smaller), from Finished/Failed.oom_steps. The older
 series without `backend` stay as they were: the studio's totals.
 """
 
@@ -104,6 +106,12 @@ class StudioMetrics:
             "Jobs moved to another server after theirs failed under them (Moved events)",
             ["from_backend", "to_backend", "reason"], registry=r,
         )
+        self.oom_steps = Counter(
+            "studio_oom_retries",
+            "Out-of-memory remedies the studio tried (STUDIO_OOM_RETRY), per step: move, "
+            "free, gguf, smaller",
+            ["mode", "step"], registry=r,
+        )
         self.backend_queue = Gauge(
             "studio_backend_queue",
             "A server's ComfyUI queue (running, pending) and our jobs in flight there (studio)",
@@ -126,6 +134,9 @@ class StudioMetrics:
         self.in_progress.labels(job.surface).inc()
 
     def job_event(self, job: JobInfo, event: JobEvent) -> None:
+        if isinstance(event, Finished | Failed):
+            for step in event.oom_steps:
+                self.oom_steps.labels(job.mode, step).inc()
         if isinstance(event, ModelsLoaded) and event.swapped:
             self.swaps.labels(job.mode).inc()
             if event.server:

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from backend.comfy import ConnectionChanged, QueueSnapshot, StatusMessage, SystemStats
 from backend.jobs import LoadedModels, Studio
 from backend.modes import REGISTRY, ModeRegistry, ModeSpec
+from backend.operations.variant import DeviceMemory
 from backend.preflight import ModeReadiness, check_modes
 from backend.redaction import offline_message
 from backend.requests import RequestBase
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 WATCH_WINDOW_S = 60.0        # keep polling this long after the last snapshot()
 READINESS_EVERY_S = 30.0
+# How old a device reading may be for the variant choice (the poller refreshes it every
+# poll_interval_s while anyone watches, always with several servers).
+MEMORY_FRESH_S = 10.0
 POLL_TIMEOUT_S = 10.0        # one poll never hangs the loop longer than this
 SWAP_COST_S = (5.0, 10.0)    # the operations guide: a mode switch costs 5-10 s of model load
 GB = 1024**3
@@ -105,6 +109,7 @@ class ModeStatus:
     peak_vram_gb: float
     fits: bool | None             # None when VRAM is unknown
     note: str
+    gguf_ready: bool | None = None   # its GGUF variant could run (None: none, or unknown)
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,8 @@ class Monitor:
         for watch in self._watches:
             watch.snap = replace(watch.snap, modes=self._modes(watch, watch.snap))
         self._snap = self._aggregate()
+        if studio is not None:
+            studio.device = self      # the variant choice and the out-of-memory steps ask us
 
     @property
     def _readiness_at(self) -> float:
@@ -233,10 +240,43 @@ class Monitor:
         self.snapshot()
         return {w.label: self._current_server(w) for w in self._watches}
 
+    def recheck_soon(self) -> None:
+        """The modes changed (a workflow app came, changed or went): check readiness at the
+        next poll, which starts now (call on the monitor's loop)."""
+        self._readiness_at = 0.0
+        if self._wake is not None:
+            self._wake.set()
+
     async def refresh_now(self) -> MonitorSnapshot:
         """Poll right away (not counted as watching) and return the fresh snapshot."""
         await self._poll()
         return self._current(self._snap)
+
+    async def device_memory(self, server: str) -> DeviceMemory | None:
+        """A server's device memory as the last poll saw it, polled now when that is older
+        than MEMORY_FRESH_S (nobody watching: the poller sleeps); None when it is offline or
+        does not say. Never a poll per job: a job's start must not wait for ComfyUI."""
+        watch = self._watch(server)
+        if watch is None:
+            return None
+        checked = watch.snap.checked_at
+        if checked is None or time.time() - checked > max(
+                MEMORY_FRESH_S, 2 * self._settings.poll_interval_s):
+            await self.refresh_now()
+        snap = watch.snap
+        if not snap.online or snap.vram_free is None:
+            return None
+        return DeviceMemory.from_bytes(snap.vram_total, snap.vram_free, snap.comfy_vram_held,
+                                       cpu=snap.memory == CPU_WORDS.memory)
+
+    def gguf_ready(self, server: str, mode: str) -> bool | None:
+        """Whether the server can run the mode's GGUF variant (None: not checked yet)."""
+        watch = self._watch(server)
+        known = watch.readiness.get(mode) if watch is not None else None
+        return known.gguf_ready if known is not None else None
+
+    def _watch(self, server: str) -> _Watch | None:
+        return next((w for w in self._watches if w.label == server), None)
 
     async def free_vram(self, server: str | None = None) -> str:
         """POST /free (unload models, free memory) on one server or all, then refresh; a
@@ -514,7 +554,8 @@ class Monitor:
             known = watch.readiness.get(spec.name) if snap.online else None
             ready = known.ready if known is not None else None
             missing = known.message if known is not None else ""
-            out[spec.name] = self._mode_status(spec, ready, missing, snap, last)
+            out[spec.name] = replace(self._mode_status(spec, ready, missing, snap, last),
+                                     gguf_ready=known.gguf_ready if known is not None else None)
         return out
 
     def _mode_status(

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from backend.comfy.validation import validate_prompt
 from backend.modes import ModeRegistry, ModeSpec, WarmupInputs
+from backend.operations.families import GGUF
 from backend.requests import InvalidRequest, RequestBase
 from backend.settings import Settings
 from backend.workflows import (
@@ -48,10 +49,14 @@ class ServerInfo(Protocol):
 
 @dataclass(frozen=True)
 class ModeReadiness:
-    """`message` says what to install or fix ("" when ready)."""
+    """`message` says what to install or fix ("" when ready). `gguf_ready`: the mode's GGUF
+    variant (ComfyUI-GGUF's loaders, the STUDIO_MODEL_*_GGUF files) could run too (None: the
+    mode has none); `gguf_message` why not."""
 
     ready: bool
     message: str = ""
+    gguf_ready: bool | None = None
+    gguf_message: str = ""
 
 
 async def check_modes(
@@ -61,6 +66,7 @@ async def check_modes(
     object_info = await client.object_info()
     listings: dict[str, list[str]] = {}
     found: dict[str, tuple[ModeSpec[RequestBase], Template, Requirements]] = {}
+    found_gguf: dict[str, tuple[ModeSpec[RequestBase], Template, Requirements]] = {}
     result: dict[str, ModeReadiness] = {}
     for spec in registry:
         try:
@@ -69,12 +75,24 @@ async def check_modes(
             result[spec.name] = ModeReadiness(False, exc.message)
             continue
         reqs = requirements(template, model_names=spec.family.files(settings))
+        found[spec.name] = (spec, template, reqs)
+        gguf = _gguf_template(spec, library)
+        if gguf is not None:
+            found_gguf[spec.name] = (spec, gguf, requirements(
+                gguf, model_names=spec.family.files_for(settings, GGUF)))
+    # GGUF files are listed under unet_gguf / clip_gguf (404, so [], without the pack).
+    for _, _, reqs in (*found.values(), *found_gguf.values()):
         for folder in reqs.models:
             if folder not in listings:
                 listings[folder] = await client.models(folder)  # [] for an unknown folder
-        found[spec.name] = (spec, template, reqs)
     # Binding and validating is CPU work (a small picture per mode): off the event loop.
     checked = await asyncio.to_thread(_check_found, found, object_info, listings, settings)
+    checked_gguf = await asyncio.to_thread(
+        _check_found, found_gguf, object_info, listings, settings, GGUF)
+    for mode, gguf_readiness in checked_gguf.items():
+        if mode in checked:
+            checked[mode] = replace(checked[mode], gguf_ready=gguf_readiness.ready,
+                                    gguf_message=gguf_readiness.message)
     result.update(checked)
     for mode, readiness in result.items():
         if not readiness.ready:
@@ -82,11 +100,25 @@ async def check_modes(
     return {spec.name: result[spec.name] for spec in registry if spec.name in result}
 
 
+def _gguf_template(spec: ModeSpec[RequestBase], library: TemplateLibrary) -> Template | None:
+    """The mode's GGUF template, when its family has GGUF files and the file exists."""
+    if spec.family.gguf is None:
+        return None
+    try:
+        if GGUF not in library.variants(spec.name):
+            return None
+        return library.get(spec.name, GGUF, required=spec.roles)
+    except TemplateError as exc:
+        log.warning("%s: its GGUF template is unusable: %s", spec.name, exc.message)
+        return None
+
+
 def _check_found(
     found: Mapping[str, tuple[ModeSpec[RequestBase], Template, Requirements]],
     object_info: Mapping[str, Any],
     listings: Mapping[str, list[str]],
     settings: Settings,
+    variant: str | None = None,
 ) -> dict[str, ModeReadiness]:
     inputs = WarmupInputs.sample()
     out: dict[str, ModeReadiness] = {}
@@ -95,7 +127,8 @@ def _check_found(
         if not readiness.ready:
             out[mode] = ModeReadiness(False, readiness.message)
         else:
-            problem = validation_problem(spec, template, object_info, settings, inputs)
+            problem = validation_problem(spec, template, object_info, settings, inputs,
+                                         variant)
             out[mode] = ModeReadiness(problem is None, f"not ready: {problem}" if problem else "")
     return out
 
@@ -106,9 +139,10 @@ def validation_problem(
     object_info: Mapping[str, Any],
     settings: Settings,
     inputs: WarmupInputs,
+    variant: str | None = None,
 ) -> str | None:
     """Why ComfyUI would reject this mode's template as a job binds it (None: it would not)."""
-    graph = _bound(spec, template, settings, inputs)
+    graph = _bound(spec, template, settings, inputs, variant)
     if isinstance(graph, str):
         return graph
     checked = validate_prompt(graph, object_info)
@@ -124,7 +158,8 @@ _BOUND: weakref.WeakKeyDictionary[Template, tuple[object, Settings, dict[str, An
 
 
 def _bound(
-    spec: ModeSpec[RequestBase], template: Template, settings: Settings, inputs: WarmupInputs
+    spec: ModeSpec[RequestBase], template: Template, settings: Settings, inputs: WarmupInputs,
+    variant: str | None = None,
 ) -> dict[str, Any] | str:
     """The template bound as the mode's warm-up job would bind it, or why it cannot be."""
     cached = _BOUND.get(template)
@@ -133,7 +168,7 @@ def _bound(
     small = replace(settings, max_sampling_pixels=PLACEHOLDER_PIXELS)
     graph: dict[str, Any] | str
     try:
-        prepared = spec.operation.prepare(spec.warmup(inputs), small)
+        prepared = spec.operation.prepare(replace(spec.warmup(inputs), variant=variant), small)
         files = dict.fromkeys(prepared.uploads, PLACEHOLDER_FILE)
         graph = bind(template, prepared.bindings(template.roles, files), nonce="preflight")
     except (TemplateError, InvalidRequest) as exc:

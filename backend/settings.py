@@ -109,6 +109,12 @@ class ModelFiles:
     birefnet: str = "BiRefNet-general"
     florence2: str = "microsoft/Florence-2-base"
     sam2: str = "sam2.1_hiera_base_plus.safetensors"
+    # The GGUF variant (workflows/<mode>.gguf.json, ComfyUI-GGUF's loaders): listed by ComfyUI
+    # under /models/unet_gguf and /models/clip_gguf (../shared/comfy/gguf/README.md). An empty
+    # text_encoder_gguf keeps the fp8 encoder (CLIPLoaderGGUF loads both).
+    generate_gguf: str = "qwen-image-2512-Q4_K_M.gguf"
+    edit_gguf: str = "qwen-image-edit-2511-Q4_K_M.gguf"
+    text_encoder_gguf: str = "Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf"
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     workflows_dir: Path = PROJECT_ROOT / "workflows"
+    # Workflow apps (backend/apps): every titled workflow here is a mode; None: no apps.
+    apps_dir: Path | None = PROJECT_ROOT / "workflows" / "apps"
+    apps_poll_s: float = 2.0
     models: ModelFiles = field(default_factory=ModelFiles)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     # Generation sizes and the edit model's working resolution (~1 MP like the templates).
@@ -154,8 +163,18 @@ class Settings:
     # "user:pass,user2:pass2" for the UI login; a bearer key for /v1/*.
     auth: tuple[tuple[str, str], ...] = ()
     api_key: str | None = None
-    # Retry once at the next lower resolution after an out-of-memory error.
+    # After an out-of-memory error: free ComfyUI's cached models and retry, then the GGUF
+    # variant, then once at the next lower resolution (jobs.py). Off: the error lists them.
     oom_retry: bool = False
+    # Which template variant a diffusion job runs when the person did not pick one:
+    # "auto" by the expected peak against the device's memory (backend/operations/variant.py),
+    # "fp8" (the default templates) or "gguf" (always the GGUF variant where installed).
+    variant: str = "auto"
+    # The GGUF variant's expected peak: the mode's fp8 peak minus these (the guide: "~10 GB
+    # instead of ~20 GB per UNet"; the Q4 text encoder ~4.7 GB instead of ~8.8 GB, when
+    # one is configured). STUDIO_PEAK_VRAM_<MODE>_GGUF overrides a mode's outright.
+    gguf_unet_saving_gb: float = 10.0
+    gguf_text_encoder_saving_gb: float = 4.0
     # "group" releases queued jobs that share the loaded diffusion model first, but never
     # passes one over more than `scheduling_max_skips` times or past `scheduling_max_wait_s`;
     # "fifo" is arrival order. Measured in bench/scheduling.py: group cut swaps 9 → 3.
@@ -222,6 +241,8 @@ class Settings:
                 or base.port
             ),
             workflows_dir=Path(env.get("STUDIO_WORKFLOWS_DIR", str(base.workflows_dir))),
+            apps_dir=apps_dir_from(env),
+            apps_poll_s=float(env.get("STUDIO_APPS_POLL_S", base.apps_poll_s)),
             models=models,
             sampling=sampling,
             max_generate_pixels=int(
@@ -240,7 +261,14 @@ class Settings:
             auth=parse_auth(env.get("STUDIO_AUTH", "")),
             library=LibraryConfig.from_env(env),
             api_key=env.get("STUDIO_API_KEY") or None,
-            oom_retry=env.get("STUDIO_OOM_RETRY", "").lower() in ("1", "true", "yes"),
+            oom_retry=env.get("STUDIO_OOM_RETRY", "").lower() in ("1", "true", "yes", "on"),
+            variant=parse_variant(env.get("STUDIO_VARIANT", base.variant)),
+            gguf_unet_saving_gb=float(
+                env.get("STUDIO_GGUF_UNET_SAVING_GB", base.gguf_unet_saving_gb)
+            ),
+            gguf_text_encoder_saving_gb=float(
+                env.get("STUDIO_GGUF_TEXT_ENCODER_SAVING_GB", base.gguf_text_encoder_saving_gb)
+            ),
             scheduling=env.get("STUDIO_SCHEDULING", base.scheduling),
             scheduling_max_skips=int(
                 env.get("STUDIO_SCHEDULING_MAX_SKIPS", base.scheduling_max_skips)
@@ -257,11 +285,30 @@ class Settings:
         return replace(settings, **overrides) if overrides else settings
 
 
+def apps_dir_from(env: Mapping[str, str]) -> Path | None:
+    """STUDIO_APPS_DIR ("" or "off": no apps); default `<workflows dir>/apps`."""
+    raw = env.get("STUDIO_APPS_DIR")
+    if raw is None:
+        return Path(env.get("STUDIO_WORKFLOWS_DIR", str(PROJECT_ROOT / "workflows"))) / "apps"
+    return None if raw.strip().lower() in ("", "off") else Path(raw)
+
+
 def normalize_servers(raw: str) -> str:
     """COMFYUI_URL (or repeated --comfy-url values joined by commas) as Settings keeps it:
     each entry without its trailing slash; checked now, so a malformed list fails at start."""
     value = ",".join(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
     parse_servers(value)
+    return value
+
+
+VARIANT_SETTINGS = ("auto", "fp8", "gguf")
+
+
+def parse_variant(raw: str) -> str:
+    """STUDIO_VARIANT: auto | fp8 | gguf (a typo is an error at start, not a silent fp8)."""
+    value = raw.strip().lower() or "auto"
+    if value not in VARIANT_SETTINGS:
+        raise ValueError(f"STUDIO_VARIANT is {raw!r}; use one of {', '.join(VARIANT_SETTINGS)}")
     return value
 
 

@@ -4,12 +4,15 @@ a uvicorn thread. Numbers are printed, never asserted: these are measurements, n
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import math
 import os
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -20,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from backend.library import LibraryConfig
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,9 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def studio_settings(comfy_url: str, **overrides: Any) -> Settings:
     """An empty environment: the developer's STUDIO_* variables do not change the numbers."""
-    values: dict[str, Any] = {"comfy_url": comfy_url, "job_timeout_s": 60.0}
+    values: dict[str, Any] = {"comfy_url": comfy_url, "job_timeout_s": 60.0,
+                              "library": LibraryConfig.from_env({"STUDIO_DATA_DIR": _data_dir()})}
     values.update(overrides)
     return Settings.from_env({}, **values)
+
+
+def _data_dir() -> str:
+    """A throwaway data folder (library, studio id) per bench process, never ./data."""
+    folder = tempfile.mkdtemp(prefix="bench-data-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 @dataclass(frozen=True)

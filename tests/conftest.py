@@ -41,3 +41,14 @@ def fake_comfy() -> Iterator[FakeComfy]:
 def fixtures_dir() -> Path:
     """tests/fixtures/comfy: the recorded real-server data."""
     return FIXTURES_DIR
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `-n` (xdist, `--dist loadgroup`): the browser tests run one after another on one
+    worker (they share a package studio and chromium, and a second browser beside them makes
+    both slow and flaky on 2 cores), the matrix folder on one (its session studio is built
+    once), and every other file stays whole on one worker (module-scoped fixtures)."""
+    for item in items:
+        parts = Path(str(item.path)).relative_to(Path(__file__).parent).parts
+        group = parts[0] if parts[0] in ("browser", "matrix") else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -19,8 +19,9 @@ from typing import Any
 
 import gradio as gr
 
+from backend.apps import is_app_mode
 from backend.context import StudioContext
-from ui import generic_tab, restore, sidebar, style
+from ui import app_tabs, chat_tab, generic_tab, restore, sidebar, style
 from ui.follow import Follower
 from ui.history import history_of
 from ui.identity import BROWSER_STORAGE_KEY, new_browser_id, valid_browser_id
@@ -49,7 +50,7 @@ KEYS_HELP = ("<kbd>Ctrl</kbd>/<kbd>⌘</kbd>+<kbd>Enter</kbd> runs the open tab 
 
 
 def launch_options() -> dict[str, Any]:
-    return {"theme": style.theme(), "css": style.CSS, "head": style.HEAD}
+    return {"theme": style.theme(), "css": style.CSS + chat_tab.CSS, "head": style.HEAD}
 
 
 def tab_builder(mode: Spec) -> TabBuilder:
@@ -79,7 +80,7 @@ def build_ui(ctx: StudioContext) -> gr.Blocks:
 def build_page(ctx: StudioContext) -> StudioPage:
     pages = Pages(IDLE_STATUS)
     shared = Shared(ctx=ctx, pages=pages)
-    modes = list(ctx.registry)
+    modes = [m for m in ctx.registry if not is_app_mode(m.name)]   # apps: the Apps tab
     with gr.Blocks(title="Banana Studio", fill_width=True, delete_cache=(3600, 86400)) as demo:
         # The browser's random id (per-browser libraries, and the person without a login).
         # A stable secret: a restart must still read what the browser kept.
@@ -103,6 +104,9 @@ def build_page(ctx: StudioContext) -> StudioPage:
                 with gr.Tab(mode.title, id=mode.name, elem_id=f"tab_{mode.name}") as tab:
                     specs[mode.name] = tab_builder(mode)(shared, mode)
                 tab_items[mode.name] = tab
+            apps_tab = app_tabs.build(shared)
+            with gr.Tab("Chat", id="chat", elem_id="tab_chat"):
+                chat = chat_tab.build(shared)
         with (
             gr.Accordion("History", open=True, elem_id="history"),
             gr.Row(equal_height=False),
@@ -138,6 +142,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
                 )
         history_token = gr.Textbox("0", visible="hidden", elem_id="history-token")
         follower = Follower(ctx, pages, specs, strip, history_token)
+        apps_tab.follower = follower
 
         for name, tab in tab_items.items():
             wire_tab_select(ctx, tab, name, specs[name], current_mode)
@@ -146,6 +151,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
             spec.panel.result.change(None, None, None, js=style.SCROLL_TO_RESULT_JS,
                                      api_visibility="private")
         wire_send(specs, tabs, current_mode, shared)
+        chat_tab.wire(shared, chat, specs, tabs, current_mode, history_token)
         restore.wire_restore(shared, specs, tabs, current_mode, gallery, details, download,
                              png_drop)
         wire_page(shared, demo, follower, gallery, history_token, strip, page_msg)

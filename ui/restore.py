@@ -148,8 +148,11 @@ def wire_restore(
         item_id = page.history[index] if 0 <= index < len(page.history) else None
         item = await ctx.library.get(visitor.owner, item_id) if item_id else None
         gone = {details: "That picture is no longer in the library."}
-        if item is None or item.mode not in specs:
+        if item is None:
             return gone
+        if item.mode not in specs:     # a workflow app's: shown, its controls not restored
+            return {details: describe(item, title_of(ctx.registry, item.mode)),
+                    download: gr.update(value=served(item.result), visible=True)}
         try:
             out = item_updates(specs[item.mode], item)
         except OSError as exc:          # its files went (pruned, deleted) after the listing

@@ -348,19 +348,26 @@ def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: 
     if shared is not None:
         wire_mask_moves(shared, tabs_by_mode, tabs, current_mode)
     for tab in tabs_by_mode.values():
-        for target, button in tab.panel.send.items():
-            dest = tabs_by_mode.get(target)
-            if dest is None or not dest.sources:  # a send target always has an image slot
-                log.warning("send-to %s has no image slot; button left inert", target)
-                continue
-            is_editor = 0 in dest.editor_sources
+        wire_send_buttons(tab.panel.send, tab.panel.result, tabs_by_mode, tabs, current_mode)
 
-            def send(path: str | None, _t: str = target, _e: bool = is_editor) -> tuple[Any, ...]:
-                if not path:
-                    gr.Warning("Nothing to send yet: run this tab first.")
-                    return gr.skip(), gr.skip(), gr.skip()
-                return (editor_value(path) if _e else path), gr.Tabs(selected=_t), _t
 
-            button.click(send, inputs=[tab.panel.result],
-                         outputs=[dest.sources[0], tabs, current_mode], **QUICK)
+def wire_send_buttons(buttons: Mapping[str, gr.Button], source: Component,
+                      tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs,
+                      current_mode: gr.State) -> None:
+    """Send buttons (target mode → button) that put `source`'s picture (a file path) in the
+    target tab's first image slot and open that tab. The Chat tab uses them too."""
+    for target, button in buttons.items():
+        dest = tabs_by_mode.get(target)
+        if dest is None or not dest.sources:  # a send target always has an image slot
+            log.warning("send-to %s has no image slot; button left inert", target)
+            continue
+        is_editor = 0 in dest.editor_sources
 
+        def send(path: str | None, _t: str = target, _e: bool = is_editor) -> tuple[Any, ...]:
+            if not path:
+                gr.Warning("Nothing to send yet: run this tab first.")
+                return gr.skip(), gr.skip(), gr.skip()
+            return (editor_value(path) if _e else path), gr.Tabs(selected=_t), _t
+
+        button.click(send, inputs=[source], outputs=[dest.sources[0], tabs, current_mode],
+                     **QUICK)

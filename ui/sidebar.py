@@ -26,7 +26,16 @@ from backend.context import StudioContext
 from backend.desk import JobState, JobView
 from backend.modes import ModeRegistry
 from backend.monitor import MonitorSnapshot
+from backend.operations.families import GGUF
+from backend.operations.variant import (
+    FITS,
+    FITS_AFTER_UNLOADING,
+    DeviceMemory,
+    expected_peaks,
+    verdict,
+)
 from backend.redaction import scrub
+from backend.settings import Settings
 from backend.warmup import WarmupResult, warm_up
 from ui.follow import Follower
 from ui.identity import visitor_for
@@ -137,6 +146,49 @@ def _mode_rows(snap: MonitorSnapshot, registry: ModeRegistry) -> str:
     return f"<div class='modes'>{head}{''.join(rows)}</div>{detail}"
 
 
+# -- GPU planning (issue 16): per mode and variant, expected peak against this device ------
+VERDICT_CLASS = {FITS: "ok", FITS_AFTER_UNLOADING: "unknown"}
+
+
+def planning_html(snap: MonitorSnapshot, registry: ModeRegistry, settings: Settings) -> str:
+    """A collapsed table: per mode and variant (fp8, GGUF Q4) the expected peak and whether
+    it fits in free memory now, fits after ComfyUI unloads what it holds, or will not fit;
+    above it the device's split (free, ComfyUI's, the other tenants': total − free −
+    ComfyUI's), as in the guide's "sample sizing on a shared GPU"."""
+    if snap.vram_free is None:
+        return ""
+    memory = DeviceMemory.from_bytes(snap.vram_total, snap.vram_free, snap.comfy_vram_held,
+                                     cpu=snap.memory == "RAM")
+    split = f"free {memory.free_gb:.1f} GB · ComfyUI {memory.held_gb:.1f} GB"
+    if memory.others_gb is not None and memory.total_gb is not None:
+        split += f" · others {memory.others_gb:.1f} GB of {memory.total_gb:.0f} GB"
+    rows = []
+    for spec in registry:
+        status = snap.modes.get(spec.name) if snap.modes else None
+        peaks = expected_peaks(spec.name, spec.peak_vram(settings), settings,
+                               spec.family.gguf is not None)
+        cells = []
+        for variant in ("fp8", GGUF):
+            peak = peaks.get(variant)
+            if peak is None:
+                cells.append("<td class='hint'>—</td>")
+                continue
+            said = verdict(peak, memory)
+            kind = VERDICT_CLASS.get(said, "bad")
+            if variant == GGUF and status is not None and status.gguf_ready is False:
+                said += " (not installed)"
+            cells.append(f"<td class='fit {kind}' title='{html.escape(said, quote=True)}'>"
+                         f"{peak:.0f} GB · {html.escape(said)}</td>")
+        rows.append(f"<tr><td>{html.escape(spec.title)}</td>{''.join(cells)}</tr>")
+    return (
+        "<details class='planning' id='gpu_planning'><summary>GPU planning "
+        f"<span class='hint small'>(STUDIO_VARIANT={html.escape(settings.variant)})</span>"
+        f"</summary><div class='hint small'>{snap.memory}: {split}</div>"
+        "<table class='planning-table small'><tr><th>Mode</th><th>fp8</th><th>GGUF Q4</th>"
+        f"</tr>{''.join(rows)}</table></details>"
+    )
+
+
 def _previews_html(previews: bool | None) -> str:
     if previews is None:
         return ""
@@ -205,11 +257,13 @@ def render(
     comfy_url: str = "",
     previews: bool | None = None,
     servers: Mapping[str, MonitorSnapshot] | None = None,
+    planning: str = "",
 ) -> str:
     """The sidebar's HTML for one snapshot (pure: unit-testable without a server); `servers`
-    (each server's snapshot by label) adds a row per server when there are several."""
+    (each server's snapshot by label) adds a row per server when there are several;
+    `planning` is planning_html's section (after the modes)."""
     if servers is not None and len(servers) > 1:
-        return _render_several(snap, registry, mine, comfy_url, previews, servers)
+        return _render_several(snap, registry, mine, comfy_url, previews, servers, planning)
     if snap.online:
         version = f" · v{html.escape(snap.comfyui_version)}" if snap.comfyui_version else ""
         ws = "" if snap.websocket_connected else " <span class='hint'>(live updates reconnecting)</span>"
@@ -245,7 +299,7 @@ def render(
         "<div class='side-title'>Queue</div>"
         f"{_queue_html(snap, mine, registry)}"
         "<div class='side-title'>Models</div>"
-        f"{loaded}{_mode_rows(snap, registry)}{checked}"
+        f"{loaded}{_mode_rows(snap, registry)}{planning}{checked}"
         "</div>"
     )
 
@@ -257,6 +311,7 @@ def _render_several(
     comfy_url: str,
     previews: bool | None,
     servers: Mapping[str, MonitorSnapshot],
+    planning: str = "",
 ) -> str:
     online = sum(1 for one in servers.values() if one.online)
     state = "online" if online else "offline"
@@ -273,7 +328,7 @@ def _render_several(
         "<div class='side-title'>Queue</div>"
         f"{_queue_html(snap, mine, registry, several=True)}"
         "<div class='side-title'>Models</div>"
-        f"{_mode_rows(snap, registry)}{checked}"
+        f"{_mode_rows(snap, registry)}{planning}{checked}"
         "</div>"
     )
 
@@ -314,7 +369,8 @@ def build_sidebar(demo: gr.Blocks, ctx: StudioContext, current_mode: gr.State) -
         visitor = visitor_for(ctx.settings.library, request, browser)
         mine = ctx.desk.views(visitor.person)
         return render(snap, ctx.registry, mine, comfy_url, ctx.desk.previews,
-                      ctx.monitor.server_snapshots())
+                      ctx.monitor.server_snapshots(),
+                      planning=planning_html(snap, ctx.registry, ctx.settings))
 
     def chosen(value: str | None) -> str | None:
         """The server a button acts on (None: all of them)."""
@@ -387,7 +443,8 @@ def wire_tick(
         mine = sum(1 for v in ctx.desk.views(visitor.person) if v.state.active)
         sidebar = render(snap, ctx.registry, ctx.desk.views(visitor.person),
                          ctx.settings.comfy_url, ctx.desk.previews,
-                         ctx.monitor.server_snapshots())
+                         ctx.monitor.server_snapshots(),
+                         planning=planning_html(snap, ctx.registry, ctx.settings))
         return sidebar, follower.strip_for(visitor), phone_line(snap, mine)
 
     quiet: dict[str, object] = {"show_progress": "hidden", "queue": False,

@@ -39,18 +39,17 @@ from backend.chat import (
     error_event,
     finish_event,
     help_text,
-    image_size,
-    images_for,
+    operation,
     parse_messages,
     reply_text,
     role_event,
-    route,
     stream_events,
 )
+from backend.chat.operation import ModeUnavailable, decide, unreadable_image
 from backend.context import StudioContext
 from backend.desk import Job, Who
 from backend.events import Failed, Finished
-from backend.modes import InputKind, ModeRegistry
+from backend.modes import ModeRegistry
 from backend.redaction import scrub
 from backend.requests import RequestBase
 
@@ -113,25 +112,16 @@ async def read_call(ctx: StudioContext, body: Mapping[str, Any]) -> ChatCall:
     except ChatInputError as exc:
         status = 413 if exc.code == "file_too_large" else 400
         raise ApiError(status, exc.message, param=exc.param, code=exc.code) from None
-    size = None
-    if turn.source_image is not None:
-        size = image_size(turn.source_image.data)
-    max_pad = settings.pad_knob.high
-    if ctx.chat_router is not None:
-        decision = await ctx.chat_router.route(turn, size, max_pad=max_pad)
-    else:
-        decision = route(turn, size, max_pad=max_pad)
-    if decision.router_note:
-        log.info("chat: %s", decision.router_note)
-    for image in images_for(decision, turn):
-        if (image_size(image.data) if image is not turn.source_image else size) is None:
-            where = f"messages[{image.message_index}]"
-            raise ApiError(
-                400,
-                f"The image in {where} is not a picture the studio can read: send PNG, JPEG "
-                "or WebP.",
-                param=where,
-            )
+    decision = await decide(turn, ctx.chat_router, max_pad=settings.pad_knob.high)
+    bad = unreadable_image(decision, turn)
+    if bad is not None:
+        where = f"messages[{bad.message_index}]"
+        raise ApiError(
+            400,
+            f"The image in {where} is not a picture the studio can read: send PNG, JPEG "
+            "or WebP.",
+            param=where,
+        )
     return ChatCall(CompletionMeta.new(model), stream, turn, decision, seed)
 
 
@@ -154,38 +144,11 @@ def chat_model(raw: object, ctx: StudioContext) -> str:
 
 
 def request_for(decision: Decision, turn: ChatTurn, registry: ModeRegistry) -> RequestBase:
-    """The decided mode's request, filled by its declared inputs: the prompt, the region
-    words, the pictures (as the bytes that were sent), the pads and the size."""
-    spec = registry.find(decision.action)
-    if spec is None:
-        raise ApiError(
-            400, f"This studio has no {decision.action.replace('_', ' ')} mode.",
-            param="messages", code="mode_unavailable",
-        )
-    images = images_for(decision, turn)
-    numbers: dict[str, int] = {}
-    if decision.pads is not None:
-        p = decision.pads
-        numbers.update(left=p.left, top=p.top, right=p.right, bottom=p.bottom)
-    if decision.size is not None:
-        numbers.update(width=decision.size[0], height=decision.size[1])
-    values: dict[str, object] = {}
-    for declared in spec.inputs:
-        kind = declared.kind
-        if kind is InputKind.PROMPT:
-            values[declared.name] = decision.prompt
-        elif kind is InputKind.TEXT and decision.region is not None:
-            values[declared.name] = decision.region
-        elif kind is InputKind.IMAGE and images:
-            values[declared.name] = images[0].data
-        elif kind is InputKind.IMAGES and images:
-            values[declared.name] = tuple(image.data for image in images)
-        elif kind is InputKind.NUMBER and declared.name in numbers:
-            values[declared.name] = numbers[declared.name]
-    request = spec.request_from(values)
-    if decision.steps is not None:
-        request = replace(request, steps=decision.steps)
-    return request
+    """The decided mode's request (backend/chat/operation.py); a missing mode is a 400."""
+    try:
+        return operation.request_for(decision, turn, registry)
+    except ModeUnavailable as exc:
+        raise ApiError(400, exc.message, param="messages", code="mode_unavailable") from None
 
 
 # --- answers ------------------------------------------------------------------------------------

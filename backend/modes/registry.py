@@ -15,7 +15,7 @@ from typing import TypeVar, cast
 from backend.modes.spec import ApiRoute, InputKind, ModeSpec
 from backend.operations.base import Operation
 from backend.requests import RequestBase
-from backend.workflows.roles import ROLES
+from backend.workflows.roles import is_role
 
 R = TypeVar("R", bound=RequestBase)
 # Names become file names (workflows/<name>.json), element ids and metric labels.
@@ -34,7 +34,7 @@ class ModeRegistry:
         """Add a mode; a name already taken or a role no template can carry is an error."""
         if not NAME_PATTERN.match(spec.name):
             raise ValueError(f"mode name {spec.name!r}: use lowercase letters, digits, _ and -")
-        unknown = sorted(spec.roles - ROLES.keys())
+        unknown = sorted(r for r in spec.roles if not is_role(r))
         if unknown:
             raise ValueError(f"mode {spec.name!r} needs unknown roles: {', '.join(unknown)}")
         if spec.request_type.mode != spec.name:

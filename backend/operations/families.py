@@ -13,6 +13,8 @@ from backend.operations.base import RoleValues, resolve_seed
 from backend.requests import RequestBase
 from backend.settings import Settings
 
+GGUF = "gguf"   # the template variant ComfyUI-GGUF's loaders run (workflows/<mode>.gguf.json)
+
 
 @dataclass(frozen=True)
 class SamplerDefaults:
@@ -39,20 +41,40 @@ class ModelFamily:
     unet: Callable[[RequestBase, Settings], str | None] = lambda request, settings: None
     loaders: frozenset[str] = frozenset()
     shown: Callable[[RequestBase, Settings], str | None] | None = None
+    # The family's GGUF UNet file (None: the family has no GGUF variant).
+    gguf: Callable[[Settings], str] | None = None
 
     def shown_model(self, request: RequestBase, settings: Settings) -> str | None:
         """What a job of this family loads, in words for the sidebar (default: its UNet)."""
         return (self.shown or self.unet)(request, settings)
 
+    def files_for(self, settings: Settings, variant: str | None) -> Mapping[str, str]:
+        """The files a template variant binds, by role (preflight checks them): the GGUF
+        variant's UNet and text encoder, or `files`."""
+        files = self.files(settings)
+        if variant != GGUF or self.gguf is None:
+            return files
+        return {**files, "unet": self.gguf(settings), "clip": text_encoder(variant, settings)}
+
+
+def text_encoder(variant: str | None, settings: Settings) -> str:
+    """The GGUF variant's encoder when one is configured (CLIPLoaderGGUF also loads fp8)."""
+    m = settings.models
+    return m.text_encoder_gguf if variant == GGUF and m.text_encoder_gguf else m.text_encoder
+
 
 def generate_unet(request: RequestBase, settings: Settings) -> str:
-    """The turbo variant runs its 4-step distilled UNet; everything else the usual one."""
+    """The turbo variant runs its 4-step distilled UNet, the GGUF variant its Q4 file;
+    everything else the usual one."""
     m = settings.models
+    if request.variant == GGUF:
+        return m.generate_gguf
     return m.generate_turbo_unet if request.variant == "turbo" else m.generate_unet
 
 
 def edit_unet(request: RequestBase, settings: Settings) -> str:
-    return settings.models.edit_unet
+    m = settings.models
+    return m.edit_gguf if request.variant == GGUF else m.edit_unet
 
 
 # The diffusion families' loader nodes: UNETLoader, CLIPLoader, VAELoader (or GGUF twins).
@@ -63,6 +85,7 @@ GENERATION_MODEL = ModelFamily(
     lambda s: SamplerDefaults(s.sampling.generate_steps, s.sampling.generate_cfg),
     generate_unet,
     DIFFUSION_LOADERS,
+    gguf=lambda s: s.models.generate_gguf,
 )
 EDIT_MODEL = ModelFamily(
     "edit model",
@@ -70,6 +93,7 @@ EDIT_MODEL = ModelFamily(
     lambda s: SamplerDefaults(s.sampling.edit_steps, s.sampling.edit_cfg),
     edit_unet,
     DIFFUSION_LOADERS,
+    gguf=lambda s: s.models.edit_gguf,
 )
 # BiRefNet is a model its node pack downloads and manages, not a folder file to check; the
 # #rmbg node loads it and runs it.
@@ -88,6 +112,7 @@ class Sampling:
     cfg: float
     unet: str
     shift: float
+    text_encoder: str = ""      # "": settings' fp8 encoder
 
 
 def generate_sampling(request: RequestBase, settings: Settings) -> Sampling:
@@ -103,6 +128,7 @@ def generate_sampling(request: RequestBase, settings: Settings) -> Sampling:
         cfg=float(request.cfg if request.cfg is not None else cfg),
         unet=unet,
         shift=s.generate_shift,
+        text_encoder=text_encoder(request.variant, settings),
     )
 
 
@@ -114,6 +140,7 @@ def edit_sampling(request: RequestBase, settings: Settings) -> Sampling:
         cfg=float(request.cfg if request.cfg is not None else s.edit_cfg),
         unet=edit_unet(request, settings),
         shift=s.edit_shift,
+        text_encoder=text_encoder(request.variant, settings),
     )
 
 
@@ -123,7 +150,7 @@ def diffusion_values(
     """Bindings of the loaders, the texts and the sampler, shared by every diffusion mode."""
     return {
         "unet": {"name": sampling.unet},
-        "clip": {"name": settings.models.text_encoder},
+        "clip": {"name": sampling.text_encoder or settings.models.text_encoder},
         "vae": {"name": settings.models.vae},
         "shift": {"shift": sampling.shift},
         "prompt": {"text": prompt},

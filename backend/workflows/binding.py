@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from backend.workflows.roles import IMAGE_SLOT_ROLES, OUTPUT_ROLES, ROLES
+from backend.workflows.roles import IMAGE_SLOT_ROLES, OUTPUT_ROLES, role_spec
 from backend.workflows.template import MissingRole, Template, TemplateError
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,9 @@ def bind(
 def _set_fields(
     node: dict[str, Any], node_id: str, role: str, fields: Mapping[str, Any], template: Template
 ) -> None:
-    spec = ROLES[role]
+    spec = role_spec(role)
+    if spec is None:
+        raise TemplateError(f"#{role} is not a role the studio knows.")
     inputs = node["inputs"]
     for field_name, value in fields.items():
         if field_name not in spec.fields:

@@ -21,7 +21,24 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("VAELoader", "vae_name"): "vae",
     ("LoraLoaderModelOnly", "lora_name"): "loras",
     ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
+    # ComfyUI-GGUF: its `.gguf` files are listed only under these (../shared/comfy/gguf/).
+    ("UnetLoaderGGUF", "unet_name"): "unet_gguf",
+    ("UnetLoaderGGUFAdvanced", "unet_name"): "unet_gguf",
+    ("CLIPLoaderGGUF", "clip_name"): "clip_gguf",
 }
+# Where people put the files of a listing that is not a folder on disk.
+DISK_FOLDERS: dict[str, str] = {"unet_gguf": "diffusion_models", "clip_gguf": "text_encoders"}
+# Loaders that take a `.gguf` or a core file: a core file is listed in this folder instead.
+GGUF_OR_CORE: dict[str, str] = {"clip_gguf": "text_encoders"}
+
+
+def model_folder(class_type: str, input_name: str, value: object) -> str | None:
+    """The folder ComfyUI lists this loader input's file under (None: not a folder file).
+    CLIPLoaderGGUF also loads a `.safetensors` encoder, listed with the core encoders."""
+    folder = MODEL_INPUTS.get((class_type, input_name))
+    if folder in GGUF_OR_CORE and isinstance(value, str) and not value.lower().endswith(".gguf"):
+        return GGUF_OR_CORE[folder]
+    return folder
 
 # Custom-node packs by class, for messages that say what to install.
 @dataclass(frozen=True)
@@ -81,8 +98,10 @@ def requirements(
         class_type = node["class_type"]
         classes.add(class_type)
         for name, value in (node.get("inputs") or {}).items():
-            folder = MODEL_INPUTS.get((class_type, name))
-            value = overrides.get(node_id, value) if folder else value
+            if (class_type, name) not in MODEL_INPUTS:
+                continue
+            value = overrides.get(node_id, value)
+            folder = model_folder(class_type, name, value)
             if folder and isinstance(value, str) and value:
                 models.setdefault(folder, set()).add(value)
     return Requirements(
@@ -121,7 +140,7 @@ def check_ready(
             have = {_normalise(n) for n in _folder_listing_from_schema(object_info, folder)}
         for name in sorted(reqs.models[folder]):
             if _normalise(name) not in have:
-                missing_models.append(f"{folder}/{name}")
+                missing_models.append(f"{DISK_FOLDERS.get(folder, folder)}/{name}")
     return Readiness(
         ready=not missing_classes and not missing_models,
         missing_classes=missing_classes,

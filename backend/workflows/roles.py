@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 
 ROLE_PATTERN = re.compile(r"#([a-z][a-z0-9_]*)")
+# `#param:<input>` exposes one input of its node by that input's name (workflow apps).
+PARAM_PATTERN = re.compile(r"#param:([A-Za-z_][A-Za-z0-9_]*)")
+PARAM_PREFIX = "param:"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ ROLES: dict[str, RoleSpec] = {
             "scheduler": ("scheduler",),
         },
     ),
+    "seed": RoleSpec("a node with a seed input (KSampler, RandomNoise, …)",
+                     {"seed": ("seed", "noise_seed")}),
+    "steps": RoleSpec("a node with a steps input (KSampler, BasicScheduler, …)",
+                      {"steps": ("steps",)}),
     "image": RoleSpec("input image (LoadImage)", {"file": ("image",)}),
     "image1": RoleSpec("reference image 1 (LoadImage)", {"file": ("image",)}),
     "image2": RoleSpec("reference image 2 (LoadImage; pruned when unused)", {"file": ("image",)}),
@@ -95,6 +102,26 @@ IMAGE_SLOT_ROLES: frozenset[str] = frozenset({"image", "image1", "image2", "imag
 # Roles whose SaveImage gets the per-submission nonce in its filename prefix.
 OUTPUT_ROLES: frozenset[str] = frozenset({"output", "mask_output"})
 
+def param_role(input_name: str) -> str:
+    """The role that exposes one input by name: `param_role("denoise")` → "param:denoise"."""
+    return PARAM_PREFIX + input_name
+
+
+def role_spec(role: str) -> RoleSpec | None:
+    """A role's fields: the fixed roles', or `param:<input>`'s one field "value" (that input)."""
+    if role.startswith(PARAM_PREFIX):
+        name = role.removeprefix(PARAM_PREFIX)
+        return RoleSpec(f"'{name}'-taking", {"value": (name,)}) if name else None
+    return ROLES.get(role)
+
+
+def is_role(role: str) -> bool:
+    return role_spec(role) is not None
+
+
 def roles_in_title(title: str) -> list[str]:
-    """`"Positive prompt #prompt"` → `["prompt"]`; unknown words after # are ignored."""
-    return [r for r in ROLE_PATTERN.findall(title or "") if r in ROLES]
+    """`"Positive prompt #prompt"` → `["prompt"]`, `"Strength #param:denoise"` →
+    `["param:denoise"]`; unknown words after # are ignored."""
+    text = title or ""
+    fixed = [r for r in ROLE_PATTERN.findall(text) if r in ROLES]
+    return fixed + [param_role(name) for name in PARAM_PATTERN.findall(text)]

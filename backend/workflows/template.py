@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.workflows.roles import OUTPUT_ROLES, ROLES, roles_in_title
+from backend.workflows.roles import OUTPUT_ROLES, role_spec, roles_in_title
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,9 @@ DEFAULT_VARIANT = "default"
 # Mode and variant names end up in file paths: plain words only, so they never leave the folder.
 VARIANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 MODE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+# A workflow app's mode is `app-<stem>`; its template is `<apps folder>/<stem>.json`
+# (backend/apps), with no variants.
+APP_PREFIX = "app-"
 
 
 class TemplateError(Exception):
@@ -41,7 +44,7 @@ class MissingRole(TemplateError):
     """The template lacks a role the mode needs (or a value was given for)."""
 
     def __init__(self, mode: str, path: Path | str, role: str) -> None:
-        spec = ROLES.get(role)
+        spec = role_spec(role)
         what = f" ({spec.description})" if spec else ""
         super().__init__(
             f"The {mode} template {path} has no node titled with #{role}{what}. "
@@ -123,21 +126,27 @@ def find_roles(graph: dict[str, dict[str, Any]], path: Path) -> dict[str, list[s
     for node_id, node in graph.items():
         title = node.get("_meta", {}).get("title", "")
         for role in roles_in_title(title):
-            accepted = {name for names in ROLES[role].fields.values() for name in names}
+            spec = role_spec(role)
+            assert spec is not None     # roles_in_title gives known roles only
+            accepted = {name for names in spec.fields.values() for name in names}
             if not accepted & node["inputs"].keys():
                 raise TemplateError(
                     f"{path}: node {node_id} ({node['class_type']}, '{title}') is marked "
                     f"#{role} but has none of its inputs ({', '.join(sorted(accepted))}); "
-                    f"#{role} belongs on a {ROLES[role].description} node."
+                    f"#{role} belongs on a {spec.description} node."
                 )
             roles.setdefault(role, []).append(node_id)
     return roles
 
 
-def load_template(path: Path | str, required: Collection[str] = ()) -> Template:
-    """Load one template; `required` are the roles its mode needs (MissingRole names one)."""
+def load_template(
+    path: Path | str, required: Collection[str] = (), *, mode: str | None = None
+) -> Template:
+    """Load one template; `required` are the roles its mode needs (MissingRole names one).
+    `mode` names it when the file name does not (a workflow app's `app-<stem>`)."""
     path = Path(path)
-    mode, variant = split_name(path)
+    named, variant = split_name(path)
+    mode = mode or named
     if not MODE_PATTERN.match(mode):
         raise TemplateError(
             f"{path}: '{mode}' is not a mode name (file names are <mode>.json or "
@@ -160,15 +169,28 @@ class TemplateLibrary:
     """The templates of one folder; a file is re-read when its mtime or size changes.
 
     `get(mode, variant, required=roles)` checks the roles the caller's mode needs, so the
-    library itself knows no modes (the registry does)."""
+    library itself knows no modes (the registry does). With `apps_directory`, the mode
+    `app-<stem>` reads `<apps_directory>/<stem>.json` (a workflow app, backend/apps)."""
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, apps_directory: Path | str | None = None) -> None:
         self.directory = Path(directory)
+        self.apps_directory = Path(apps_directory) if apps_directory is not None else None
         self._cache: dict[Path, tuple[tuple[int, int], Template]] = {}
+
+    def app_path(self, mode: str) -> Path | None:
+        """A workflow app's file, or None when `mode` is not an app's."""
+        if self.apps_directory is None or not mode.startswith(APP_PREFIX):
+            return None
+        return self.apps_directory / f"{mode.removeprefix(APP_PREFIX)}.json"
 
     def path_for(self, mode: str, variant: str | None = None) -> Path:
         if not MODE_PATTERN.match(mode):
             raise TemplateError(f"'{mode}' is not a mode name.")
+        app = self.app_path(mode)
+        if app is not None:
+            if variant not in (None, "", DEFAULT_VARIANT):
+                raise TemplateError(f"The workflow app {app.name} has no variants.")
+            return app
         if variant in (None, "", DEFAULT_VARIANT):
             return self.directory / f"{mode}.json"
         if not VARIANT_PATTERN.match(variant):
@@ -193,7 +215,7 @@ class TemplateLibrary:
         if cached and cached[0] == stamp:
             template = cached[1]
         else:
-            template = load_template(path)
+            template = load_template(path, mode=mode if self.app_path(mode) else None)
             if cached:
                 log.info("reloaded template %s", path)
             self._cache[path] = (stamp, template)
@@ -203,6 +225,9 @@ class TemplateLibrary:
     def variants(self, mode: str) -> list[str]:
         """Variant names present on disk for `mode`, "default" first."""
         found: list[str] = []
+        app = self.app_path(mode)
+        if app is not None:
+            return [DEFAULT_VARIANT] if app.is_file() else []
         if not self.directory.is_dir():
             return found
         for path in self.directory.glob(f"{mode}*.json"):

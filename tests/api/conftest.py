@@ -107,6 +107,9 @@ def studio_settings(fake: FakeComfy, **overrides: Any) -> Settings:
         "job_timeout_s": 30.0,
         # the data folder tests/conftest.py gives this test (an empty env would mean ./data)
         "library": LibraryConfig.from_env(),
+        # No workflow apps (the shipped example would be one more mode in every list);
+        # tests/integration/test_workflow_apps.py gives its studio a folder of its own.
+        "apps_dir": None,
     }
     values.update(overrides)
     return Settings.from_env({}, **values)

@@ -214,10 +214,29 @@ def wait_running(fake) -> None:
 
 def test_out_of_memory_retry_answers_with_the_smaller_image(fake_comfy, small_studio):
     url = small_studio(oom_retry=True)
-    fake_comfy.oom_at("KSampler", times=1)
+    # Freeing ComfyUI's models and the GGUF variant come first (issue 16): the sampler runs
+    # out of memory through both, then the smaller retry goes through.
+    fake_comfy.oom_at("KSampler", times=3)
     response = httpx.post(url + "/v1/images/generations", headers=auth(), timeout=30,
                           json={"prompt": "big", "size": "512x512", "steps": 1})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["size"] == "448x448"                     # ~75% of the pixels, same seed
     assert len(body["data"]) == 1
+    assert [n.split(":")[0].split(";")[0] for n in body["data"][0]["notes"][-3:]] == [
+        "Out of memory at 512×512", "Out of memory with fp8 at 512×512",
+        "Out of memory at 512×512"]
+    metrics = httpx.get(url + "/metrics", timeout=10).text
+    for step in ("free", "gguf", "smaller"):
+        assert f'studio_oom_retries_total{{mode="generate",step="{step}"}} 1.0' in metrics
+
+
+def test_auto_variant_answers_with_gguf_on_a_shared_24_gb_card(fake_comfy, small_studio):
+    fake_comfy.set_vram_total(24)
+    fake_comfy.set_other_tenant(6)
+    url = small_studio()
+    response = httpx.post(url + "/v1/images/generations", headers=auth(), timeout=30,
+                          json={"prompt": "a lighthouse", "size": "256x256", "steps": 1})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"][0]["notes"][0] == (
+        "GGUF Q4: 17 GB VRAM free, fp8 needs ~30 GB (GGUF ~16 GB).")

@@ -241,7 +241,8 @@ def test_out_of_memory_is_507_with_the_remedies_in_order(studio):
     response = generate(studio)
     assert response.status_code == 507
     message = error_of(response)["message"]
-    order = ["lower the resolution", "reduce concurrency", "other services",
+    # This device's remedies (issue 16), in the guide's order.
+    order = ["Free VRAM now", "lower the resolution", "one job at a time", "other services",
              "another GPU", "GGUF"]
     positions = [message.find(needle) for needle in order]
     assert -1 not in positions and positions == sorted(positions), message

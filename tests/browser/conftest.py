@@ -79,15 +79,19 @@ def fake(chromium_path: str) -> Iterator[FakeComfy]:
 
 
 @pytest.fixture(scope="package")
-def studio_url(
-    fake: FakeComfy, tmp_path_factory: pytest.TempPathFactory, workflows_dir: Path
-) -> Iterator[str]:
+def studio_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package studio's data folder (its library.db: a test may read what was saved)."""
+    return tmp_path_factory.mktemp("studio-data")
+
+
+@pytest.fixture(scope="package")
+def studio_url(fake: FakeComfy, studio_data_dir: Path, workflows_dir: Path) -> Iterator[str]:
     from backend.settings import Settings
 
     # An empty environment: the developer's STUDIO_* variables do not leak into the test;
     # the library starts empty, in a folder of its own; the templates are a copy a test may
     # add a variant to.
-    env = {"STUDIO_DATA_DIR": str(tmp_path_factory.mktemp("studio-data")),
+    env = {"STUDIO_DATA_DIR": str(studio_data_dir),
            "STUDIO_WORKFLOWS_DIR": str(workflows_dir)}
     with serve(Settings.from_env(env, comfy_url=fake.url, poll_interval_s=0.5)) as url:
         yield url

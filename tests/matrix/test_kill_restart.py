@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from tests.matrix.surfaces import free_port
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
-STEP_DELAY_S = 0.3
-ORPHAN_STEPS = 100            # 30 s of sampling each: far longer than a restart
+STEP_DELAY_S = 1.2
+ORPHAN_STEPS = 100            # 2 min of sampling each: far longer than a restart, even a slow one
 BOOT_TIMEOUT_S = 90
 
 
@@ -112,13 +113,16 @@ def test_a_killed_studio_leaves_nothing_behind_in_comfyui(
     data_dir = tmp_path / "data"
     studios: list[StudioProcess] = []
     try:
+        # Both processes read one studio id (written first, so they can boot side by side).
+        data_dir.mkdir()
+        studio_id = uuid.uuid4().hex
+        (data_dir / "studio-id").write_text(studio_id + "\n")
         first = StudioProcess(slow_fake.url, data_dir, tmp_path / "first.log")
         studios.append(first)
-        first.wait_ready()        # creates the studio id; the second process shares it
         second = StudioProcess(slow_fake.url, data_dir, tmp_path / "second.log")
         studios.append(second)
+        first.wait_ready()
         second.wait_ready()
-        studio_id = (data_dir / "studio-id").read_text().strip()
 
         first.generate_in_background(ORPHAN_STEPS, seed=1)
         _wait(lambda: slow_fake.queue_ids()[0], "the first studio's job to run")
@@ -147,7 +151,7 @@ def test_a_killed_studio_leaves_nothing_behind_in_comfyui(
             restarted.log())
 
         # The foreign job was left alone; it is short, and then ours runs at once — not
-        # behind 2 × 30 s of orphans.
+        # behind 2 × 2 min of orphans.
         slow_fake.set_delays(step=0.0)
         started = time.monotonic()
         response = restarted.generate(steps=2, seed=3)
