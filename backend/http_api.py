@@ -45,7 +45,8 @@ from backend.context import StudioContext
 from backend.metrics import CONTENT_TYPE
 from backend.modes import ApiInput, ApiRoute
 from backend.monitor import Monitor, MonitorSnapshot
-from backend.requests import RequestBase
+from backend.prompts import load_styles
+from backend.requests import InvalidRequest, RequestBase
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,20 @@ def _images_body(results: list[Result], prompt: str) -> dict[str, Any]:
     return body
 
 
+def styled(ctx: StudioContext, name: object, requests: list[RequestBase]) -> list[RequestBase]:
+    """`style`: a saved style's name (backend/prompts), appended to prompt and negative."""
+    if name is None or name == "":
+        return requests
+    if not isinstance(name, str):
+        raise ApiError(400, "'style' must be a style's name.", param="style",
+                       code="invalid_input")
+    book = load_styles(ctx.settings.library.data_dir)
+    try:
+        return [book.styled(request, name) for request in requests]
+    except InvalidRequest as exc:
+        raise ApiError(400, exc.message, param="style", code="invalid_input") from None
+
+
 async def _run(
     ctx: StudioContext, http: Request, requests: list[RequestBase], param_of: ParamOf,
     *, parent_id: str | None = None,
@@ -137,7 +152,7 @@ async def generations(http: Request) -> Response:
     spec = ctx.registry.get(choice.mode)
     prompt = text(body.get("prompt"), "prompt", required=spec.prompt_required)
     base = build_request(spec, ApiInput(body, prompt, (), None, ctx.settings))
-    requests = per_image(base, parse_common(body), choice)
+    requests = styled(ctx, body.get("style"), per_image(base, parse_common(body), choice))
     results = await _run(ctx, http, requests, param_names(spec))
     return JSONResponse(await asyncio.to_thread(_images_body, results, prompt))
 
@@ -153,6 +168,7 @@ async def edits(http: Request) -> Response:
     choice, requests = await asyncio.to_thread(
         build_edit_requests, form, settings, ctx.registry, _variants(ctx)
     )
+    requests = styled(ctx, form.fields.get("style"), requests)
     who = api_who(settings.api_key, "api")
     parent = await running.parent_of(ctx, form.images[0] if form.images else None, who.owner)
     results = await _run(ctx, http, requests, param_names(ctx.registry.get(choice.mode)),

@@ -4,6 +4,7 @@ process where a section says so), each section printed as it finishes; the last 
 
     overhead_ratio=R added_ms=M poller_ratio_50_to_1=P lost=L mixed=X healthz_p99_ms=H
     chat_added_ms=C servers_scaling_2=S2 servers_scaling_4=S4 affinity_fewer_swaps=F
+    batch_jobs_ahead=B
 
 `bench/scheduling.py` (mode-aware scheduling, owned by its own engineer) runs too when present:
 its `run(fake)` or `main()` (async, or sync in a worker thread) prints its own numbers. A
@@ -28,6 +29,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from bench import (  # noqa: E402
     burst,
     chat_overhead,
+    fairness,
     memory,
     overhead,
     poller,
@@ -80,6 +82,8 @@ SECTIONS: list[tuple[str, str, Section]] = [
      memory.run),
     ("servers", "(j) several ComfyUI servers: throughput 1/2/4, swaps affinity vs least-loaded",
      servers.run),
+    ("fairness", "(k) a batch of 4 and another person's single job: jobs it waits for",
+     fairness.run),
 ]
 
 
@@ -118,11 +122,13 @@ def summary(results: dict[str, Any]) -> str:
     scaling_2 = several.scaling_2 if several else nan
     scaling_4 = several.scaling_4 if several else nan
     fewer = several.fewer_swaps if several else nan
+    fair = results.get("fairness")
+    ahead = fair.jobs_ahead if fair else nan
     return (f"overhead_ratio={ratio:.3f} added_ms={added:.1f} "
             f"poller_ratio_50_to_1={poll_ratio:.2f} lost={lost} mixed={mixed} "
             f"healthz_p99_ms={healthz:.1f} chat_added_ms={chat_added:.1f} "
             f"servers_scaling_2={scaling_2:.2f} servers_scaling_4={scaling_4:.2f} "
-            f"affinity_fewer_swaps={fewer:.2f}")
+            f"affinity_fewer_swaps={fewer:.2f} batch_jobs_ahead={ahead}")
 
 
 def main() -> int:

@@ -151,7 +151,7 @@ def build_page(ctx: StudioContext) -> StudioPage:
             wire_run(shared, spec, follower)
             spec.panel.result.change(None, None, None, js=style.SCROLL_TO_RESULT_JS,
                                      api_visibility="private")
-        wire_send(specs, tabs, current_mode)
+        wire_send(specs, tabs, current_mode, shared)
         chat_tab.wire(shared, chat, specs, tabs, current_mode, history_token)
         restore.wire_restore(shared, specs, tabs, current_mode, gallery, details, download,
                              png_drop)

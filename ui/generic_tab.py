@@ -16,7 +16,16 @@ from ui.layout import (
     run_controls,
     upload_image,
 )
+from ui.prompt_tools import PromptTools, prompt_tools
 from ui.tabspec import Component, Shared, Spec, TabSpec, image_slots
+
+
+def choice_radio(mode: Spec, name: str) -> gr.Radio:
+    """The radio of one declared CHOICE input (its labels, its default first)."""
+    inp = mode.input(name)
+    assert inp is not None and inp.choices, f"{mode.name}.{name} is not a choice"
+    return gr.Radio(list(inp.choices), value=inp.values[0], label=inp.label,
+                    elem_id=f"{mode.name}_{name}")
 
 
 def build(shared: Shared, mode: Spec) -> TabSpec:
@@ -26,6 +35,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
     editors: set[int] = set()
     painted = mode.has(InputKind.MASK)
     painter: MaskEditor | None = None
+    tools: PromptTools | None = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
             for inp in mode.inputs:
@@ -44,10 +54,15 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                             fields[slot] = upload_image(f"{name}_{slot}", slot.capitalize(), 200)
                             sources.append(fields[slot])
                 elif inp.kind in (InputKind.PROMPT, InputKind.TEXT):
-                    fields[inp.name] = gr.Textbox(
+                    box = fields[inp.name] = gr.Textbox(
                         label=inp.label, lines=3 if inp.kind is InputKind.PROMPT else 1,
                         placeholder=inp.placeholder, elem_id=elem_id,
                     )
+                    if inp.kind is InputKind.PROMPT and tools is None:
+                        tools = prompt_tools(shared.ctx.settings.library.data_dir, name, box)
+            for inp in mode.inputs:
+                if inp.kind is InputKind.CHOICE:
+                    fields[inp.name] = choice_radio(mode, inp.name)
             for inp in mode.inputs:   # the mask is painted on the picture's editor
                 if inp.kind is InputKind.MASK and painter is not None:
                     fields[inp.name] = painter.sent
@@ -68,4 +83,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         sources=sources,
         editor_sources=frozenset(editors),
         editor=painter,
+        prompt_tools=tools,
     )

@@ -30,8 +30,11 @@ from ui.files import served
 from ui.follow import Follower
 from ui.identity import Visitor, visitor_for
 from ui.live import info_line, message_md, status_html
+from ui.mask_moves import wire_mask_moves
 from ui.pages import SessionRefused, Shown, TabState
+from ui.prompt_tools import remember, wire_prompt_tools
 from ui.tabspec import Component, Shared, TabSpec, fields_of
+from ui.upload_checks import wire_upload_checks
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +100,9 @@ async def submit(
     except SessionRefused as exc:
         return {msg: message_md(exc.message, "error")}
     view = page.tab(tab.name).view
+    named = fields_of(tab.fields, values)
     try:
-        built = tab.build(fields_of(tab.fields, values))
+        built = tab.build(named)
         count = batch_count(values.get(tab.advanced.batch)) if (
             tab.advanced is not None and tab.advanced.batch is not None) else 1
         jobs = ctx.desk.submit_many(batch_of(built.request, count), visitor.who)
@@ -108,6 +112,8 @@ async def submit(
         return {msg: message_md(redact(exc.message, ctx.settings.comfy_url), "error"),
                 panel.status: view.status}
     page.submitted.update(job.id for job in jobs)
+    if tab.prompt_tools is not None:
+        remember(tab.prompt_tools, visitor.person, named.get("prompt"))
     view.busy = True
     if len(tab_jobs(shared, visitor, tab.name)) == len(jobs):
         view.status = status_html("Sending…", "busy")
@@ -323,6 +329,9 @@ def wire_run(shared: Shared, tab: TabSpec, follower: Follower) -> None:
         return pick(shared, tab, browser_id, evt, request)
 
     panel.grid.select(on_pick, [browser], landed_outputs, **QUIET)
+    wire_upload_checks(shared.ctx.settings, tab)
+    if tab.prompt_tools is not None:
+        wire_prompt_tools(tab.prompt_tools, shared.ctx.settings.library, browser)
 
 
 def editor_value(path: str | None, layer: Image.Image | None = None) -> dict[str, Any] | None:
@@ -332,9 +341,12 @@ def editor_value(path: str | None, layer: Image.Image | None = None) -> dict[str
             "composite": None}
 
 
-def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: gr.State) -> None:
+def wire_send(tabs_by_mode: Mapping[str, TabSpec], tabs: gr.Tabs, current_mode: gr.State,
+              shared: Shared | None = None) -> None:
     """Each tab's "Send result to" buttons put the (picked) result in the target's first image
-    slot."""
+    slot; with `shared`, masks move to Inpaint too (ui/mask_moves.py)."""
+    if shared is not None:
+        wire_mask_moves(shared, tabs_by_mode, tabs, current_mode)
     for tab in tabs_by_mode.values():
         wire_send_buttons(tab.panel.send, tab.panel.result, tabs_by_mode, tabs, current_mode)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
@@ -25,6 +25,10 @@ from backend.requests import ImageInput, InvalidRequest, RequestBase
 from ui.imaging import editor_background, editor_mask, mask_coverage
 from ui.layout import Advanced, MaskEditor, OutputPanel, RunControls
 from ui.pages import Pages
+from ui.prompt_tools import PromptTools, styled
+
+if TYPE_CHECKING:
+    from ui.mask_moves import MaskMove
 
 Spec = ModeSpec[RequestBase]
 Component = gr.components.Component
@@ -67,6 +71,12 @@ class TabSpec:
     extra_outputs: list[Component] = field(default_factory=list)
     on_run: Callable[[Values], dict[Component, object]] | None = None
     editor: MaskEditor | None = None
+    mask_move: MaskMove | None = None       # sends the result's mask to Inpaint
+    prompt_tools: PromptTools | None = None  # style menu and recent prompts (ui/prompt_tools)
+
+    def __post_init__(self) -> None:
+        if self.prompt_tools is not None:
+            self.fields.setdefault("style", self.prompt_tools.style)
 
     @property
     def name(self) -> str:
@@ -75,6 +85,9 @@ class TabSpec:
     def build(self, values: Values) -> Built:
         """The request from the controls' values by name (InvalidRequest: nothing runs)."""
         built = build_by_name(self.mode, values)
+        if self.prompt_tools is not None:
+            built = Built(styled(self.prompt_tools, built.request, values.get("style")),
+                          built.params, built.sources)
         if self.on_run is None:
             return built
         return Built(built.request, built.params, built.sources, self.on_run(values))
@@ -114,6 +127,8 @@ def build_by_name(mode: Spec, values: Values) -> Built:
     params: dict[str, object] = {
         **{k: v for k, v in inputs.items() if k not in pictures}, **common
     }
+    if MAIN in params:      # as its radio offers it (a restore fills the slots in order)
+        params[MAIN] = str(params[MAIN])
     return Built(request, params, sources)
 
 
@@ -133,19 +148,41 @@ def input_values(mode: Spec, values: Values) -> tuple[dict[str, object], tuple[I
             out[inp.name] = str(raw or "").strip()
         elif inp.kind is InputKind.NUMBER:
             out[inp.name] = _number(inp, raw)
+        elif inp.kind is InputKind.CHOICE and inp.name != MAIN:
+            out[inp.name] = inp.values[0] if raw in (None, "") else str(raw)
         elif inp.kind is InputKind.IMAGE:
             picture = editor_picture(raw) if painted else read_upload(raw)
             out[inp.name] = picture
             sources += [picture] if picture is not None else []
         elif inp.kind is InputKind.IMAGES:
             # Order matters (picture 1, 2, 3): an empty middle slot closes the gap.
-            slots = (read_upload(values.get(name)) for name in image_slots(inp))
+            slots = [read_upload(values.get(name)) for name in image_slots(inp)]
             pictures = tuple(p for p in slots if p is not None)
             out[inp.name] = pictures
             sources += pictures
+            if mode.input(MAIN) is not None:
+                out[MAIN] = main_reference(slots, values.get(MAIN))
         elif inp.kind is InputKind.MASK:
             out[inp.name] = painted_mask(raw)
     return out, tuple(sources)
+
+
+# A mode with several pictures may declare which slot is the main one (Multi-ref: the one
+# that sets the canvas); the request counts among the pictures sent, gaps closed.
+MAIN = "main"
+
+
+def main_reference(slots: list[ImageInput | None], chosen: Any) -> int:
+    """The chosen slot's place among the filled ones (1-based); an empty main slot is
+    refused, never silently replaced by the next picture."""
+    slot = int(chosen) if chosen not in (None, "") else 1
+    if not 1 <= slot <= len(slots) or slots[slot - 1] is None:
+        filled = [i for i, p in enumerate(slots, start=1) if p is not None]
+        hint = (f" add one there, or choose Reference {filled[0]} as the main picture"
+                if filled else " add one there")
+        raise InvalidRequest(f"Reference {slot}, the main picture, is empty:{hint}.",
+                             f"image{slot}")
+    return sum(1 for p in slots[:slot] if p is not None)
 
 
 def common_values(values: Values) -> dict[str, object]:

@@ -87,7 +87,8 @@ def read_text_chunks(source: str | Path | bytes | Image.Image) -> dict[str, str]
             data = source if isinstance(source, bytes) else Path(source).read_bytes()
             with Image.open(io.BytesIO(data)) as img:
                 info = dict(img.info)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        # A bomb's header is refused by Pillow with an error that is not an OSError.
         log.info("no metadata read: %s", exc)
         return {}
     return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}

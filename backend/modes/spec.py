@@ -30,6 +30,7 @@ class InputKind(Enum):
     IMAGES = "images"    # 1 to limits.REFERENCES.high pictures, in order
     MASK = "mask"        # painted over the IMAGE input (white = change)
     NUMBER = "number"    # a knob with limits
+    CHOICE = "choice"    # one of a few named values (`choices`; the first is the default)
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,18 @@ class ModeInput:
     default: float | None = None
     placeholder: str = ""
     api_param: str | None = None
+    choices: tuple[tuple[str, str], ...] = ()     # CHOICE: (label, value), default first
 
     def __post_init__(self) -> None:
         if (self.kind is InputKind.NUMBER) != (self.knob is not None):
             raise ValueError(f"input {self.name!r}: a knob goes with NUMBER inputs, only")
+        if (self.kind is InputKind.CHOICE) != bool(self.choices):
+            raise ValueError(f"input {self.name!r}: choices go with CHOICE inputs, only")
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """A CHOICE's values, the default first."""
+        return tuple(value for _, value in self.choices)
 
 
 @dataclass(frozen=True)

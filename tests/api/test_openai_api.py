@@ -259,3 +259,43 @@ def test_missing_node_pack_is_424(studio):
     assert error["code"] == "missing_models"
     assert "BiRefNetRMBG" in error["message"] and "ComfyUI-RMBG" in error["message"]
     assert response.headers["x-should-retry"] == "false"
+
+
+# --- saved styles (issue 14 item 4) ----------------------------------------------------------
+
+
+def test_style_is_appended_and_a_users_new_style_works_without_a_restart(studio):
+    import json as _json
+
+    from backend.prompts import load_styles
+
+    (studio.settings.library.data_dir / "styles.json").write_text(
+        _json.dumps([{"name": "Banana", "prompt": "banana yellow palette", "negative": "blue"}]))
+    photo = load_styles(studio.settings.library.data_dir).get("Photo")
+    for style, added, negative in (("Photo", photo.prompt, photo.negative),
+                                   ("Banana", "banana yellow palette", "blue")):
+        response = httpx.post(studio.v1 + "/images/generations", headers=auth(), timeout=60,
+                              json={"prompt": "a lighthouse", "size": "256x256", "steps": 2,
+                                    "style": style})
+        assert response.status_code == 200, response.text
+        item_id = response.json()["data"][0]["id"]
+        data_dir = studio.settings.library.data_dir
+        (saved,) = data_dir.glob(f"library/*/{item_id}/*.png")    # the result, as kept
+        params = _json.loads(Image.open(saved).info["parameters"])
+        assert params["prompt"] == f"a lighthouse, {added}"
+        assert params["negative_prompt"] == negative
+    response = httpx.post(
+        studio.v1 + "/images/edits", headers=auth(), timeout=60,
+        files={"image": named(picture(), "p.png")},
+        data={"prompt": "make it blue", "style": "Photo", "steps": "2"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_an_unknown_style_is_a_400_with_a_sentence(studio):
+    response = httpx.post(studio.v1 + "/images/generations", headers=auth(), timeout=60,
+                          json={"prompt": "a lighthouse", "size": "256x256", "style": "Nope"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "style"
+    assert error["message"].startswith("There is no style named 'Nope'; the styles are: Photo")

@@ -61,8 +61,14 @@ def prepare_outpaint(page: Page, pictures) -> None:
     # the 16:9 button's answer had set the sides: a 4:3 result. Wait for what the button does.
     size = page.locator("#outpaint_size")
     expect(size).to_contain_text("320×240 → 320×240")
+    # Issue 10 item 9: a number typed in a side's box updates the preview (Enter, no Tab).
+    left = page.locator("#outpaint_left input[type=number]")
+    left.fill("64")
+    left.press("Enter")
+    expect(size).to_contain_text("320×240 → 386×240")
     page.locator("#outpaint_aspect_16x9").click()
-    expect(size).to_contain_text("320×240 → 432×240")
+    # What the job makes (plan_canvas: the pads on the model's 16-pixel grid), not 432×240.
+    expect(size).to_contain_text("320×240 → 440×240")
     expect(page.locator("#outpaint_left input[type=number]")).not_to_have_value("0")
     expect(page.locator("#outpaint_canvas img")).to_be_visible()
     fill(page, "outpaint_prompt", "continue the meadow and the sky")
@@ -95,7 +101,7 @@ def test_tab_runs_and_shows_a_png_result(page: Page, pictures, mode: str) -> Non
     if mode == "remove_background":
         assert image.mode == "RGBA", "the cut-out keeps its alpha"
     if mode == "outpaint":
-        assert image.width / image.height > 1.6, "the canvas grew to about 16:9"
+        assert image.size == (440, 240), "the result is the size the preview promised"
     if mode == "region_edit":
         expect(page.locator("#region_edit_mask_out img")).to_be_visible()
     # The session's history shows the result.

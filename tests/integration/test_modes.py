@@ -116,7 +116,11 @@ async def test_edit(studio: Studio, client: ComfyClient) -> None:
     done = await finished(studio, EditRequest(source, "make it night"), client)
     image = done.images[0]
     assert image.mode == "RGB"
-    assert image.size == working_size(800, 600, max_pixels=BUDGET) == (592, 432)
+    assert image.size == (800, 600), "by default the result is the input's size"
+    assert any("resampled to 800×600" in note for note in done.notes)
+    model = await finished(studio, EditRequest(source, "make it night", output_size="model"),
+                           client)
+    assert model.images[0].size == working_size(800, 600, max_pixels=BUDGET) == (592, 432)
 
 
 async def test_multiref_every_reference_reaches_the_graph_and_matters(

@@ -58,9 +58,32 @@ def test_known_parameters_come_from_the_modes():
     # The common knobs, the size, and every mode's declared inputs but its pictures.
     assert {"mode", "prompt", "negative_prompt", "seed", "steps", "cfg", "width", "height",
             "variant", "region", "grow", "feather", "left", "top", "right", "bottom",
-            "feathering"} == KNOWN
+            "feathering", "output_size", "main"} == KNOWN
 
 
 def test_unknown_keys_are_dropped():
     data = metadata.png_bytes(Image.new("RGB", (1, 1)), {"mode": "edit", "evil": "x", "seed": 1})
     assert metadata.read_parameters(data, KNOWN) == {"mode": "edit", "seed": 1}
+
+
+def _header_only_png(width: int, height: int) -> bytes:
+    """A PNG that claims `width`×`height` (no pixel data: Pillow refuses it from the header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_has_no_metadata_and_never_raises(tmp_path):
+    """A 30000×30000 header: Pillow raises DecompressionBombError (not an OSError) on open;
+    the upload handler that reads a dropped PNG's parameters must get {} and go on."""
+    bomb = _header_only_png(30_000, 30_000)
+    assert metadata.read_text_chunks(bomb) == {}
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb)
+    assert metadata.read_parameters(path, KNOWN) is None

@@ -104,6 +104,8 @@ def distinctive(tab: TabSpec, name: str, index: int, folder: Path) -> Any:
         return 4.3
     if name == "variant":
         return "default"
+    if name == "style":
+        return None    # no style: the prompt reaches the workflow as typed
     if name.startswith("image") and (declared is None or declared.kind is InputKind.IMAGE):
         if spec.has(InputKind.MASK):   # an editor: the picture, with a painted layer
             layer = Image.new("RGBA", (SIDE, SIDE), (0, 0, 0, 0))
@@ -112,6 +114,9 @@ def distinctive(tab: TabSpec, name: str, index: int, folder: Path) -> Any:
         return upload(folder, index)
     if declared is not None and declared.kind is InputKind.MASK:
         return None   # the same editor as the picture
+    if declared is not None and declared.kind is InputKind.CHOICE:
+        # Not the default; Multi-ref's main stays 1 so each slot's picture keeps its role.
+        return declared.values[0] if name == "main" else declared.values[-1]
     if declared is not None and declared.kind is InputKind.NUMBER:
         knob = declared.knob
         assert isinstance(knob, IntKnob)
@@ -158,7 +163,9 @@ def test_every_control_reaches_the_request_and_the_workflow_by_name(
             continue   # pictures: checked on the uploads below
         if name.startswith("image") and declared is None:
             continue   # a multi-reference slot
-        assert getattr(request, name) == value, f"{mode}: control {name!r} → request.{name}"
+        got = getattr(request, name)
+        assert got == value or (isinstance(got, int) and str(got) == value), (
+            f"{mode}: control {name!r} → request.{name}")
 
     # And on into the bound template, role by role.
     prepared = ctx.registry.operation_for(request).prepare(request, SETTINGS)

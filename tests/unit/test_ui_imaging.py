@@ -63,3 +63,31 @@ def test_size_presets_are_multiples_of_16():
     for w, h in imaging.SIZE_PRESETS.values():
         assert w % 16 == 0 and h % 16 == 0
     assert (1472, 1136) in imaging.SIZE_PRESETS.values()
+
+
+def test_outpaint_preview_promises_the_result_size() -> None:
+    """Issue 10 item 9: the preview said 1504×800 and the job made 1510×803; the size line
+    now comes from plan_canvas, the arithmetic the job itself uses."""
+    from backend.modes.outpaint import plan_canvas
+    from backend.settings import Settings
+    from ui.tabs.outpaint import canvas_text, preview_pads
+
+    settings = Settings.from_env({})
+    plan = plan_canvas((1024, 800), (240, 0, 240, 0), settings)
+    assert plan.size == (1510, 800)
+    assert canvas_text((1024, 800), plan) == "1024×800 → **1510×800**"
+    shown = preview_pads(plan, 512)
+    assert (shown.left, shown.right) == (122, 122)      # the plan's 243 px, at half size
+
+
+def test_outpaint_preview_decodes_a_large_photo_small(tmp_path) -> None:
+    """Issue 10 item 8: a large phone photo is used, not refused, and the preview never holds
+    it whole (a JPEG decodes at 1/8 straight away)."""
+    from PIL import Image
+
+    from ui.tabs.outpaint import preview_source
+
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (3000, 2000), (90, 120, 200)).save(path, quality=70)
+    small, size = preview_source(str(path), 200_000_000)
+    assert size == (3000, 2000) and max(small.size) <= 512

@@ -6,6 +6,7 @@ import gradio as gr
 
 from ui.imaging import DEFAULT_SIZE_PRESET, SIZE_PRESETS
 from ui.layout import advanced_controls, input_slider, output_panel, run_controls
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 CUSTOM = "Custom"
@@ -31,6 +32,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 "neon reflections, 35 mm photo",
                 elem_id=f"{name}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, name, prompt)
             size = gr.Dropdown(
                 [*SIZE_PRESETS, CUSTOM],
                 value=DEFAULT_SIZE_PRESET,
@@ -80,4 +82,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         controls=controls,
         panel=panel,
         advanced=adv,
+        prompt_tools=tools,
     )

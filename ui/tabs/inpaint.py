@@ -20,6 +20,7 @@ from ui.layout import (
     output_panel,
     run_controls,
 )
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Component, Shared, Spec, TabSpec, Values
 
 
@@ -51,6 +52,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 placeholder="a bouquet of sunflowers in a glass vase",
                 elem_id=f"{name}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, name, prompt)
             controls = run_controls(name, "Inpaint")
             with gr.Accordion("Advanced", open=False):
                 grow, feather = mask_edge_sliders(mode)
@@ -104,4 +106,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         extra_outputs=[mask_view, coverage],
         on_run=on_run,
         editor=editor,
+        prompt_tools=tools,
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ui.generic_tab import choice_radio
 from ui.layout import advanced_controls, output_panel, run_controls, upload_image
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
-SLOT_LABELS = ("Reference 1 (main)", "Reference 2", "Reference 3")
+SLOT_LABELS = ("Reference 1", "Reference 2", "Reference 3")
 
 
 def build(shared: Shared, mode: Spec) -> TabSpec:
@@ -21,9 +23,10 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
             slots = [slot(0, 230)]
             with gr.Row():
                 slots += [slot(1, 170), slot(2, 170)]
+            main = choice_radio(mode, "main")
             gr.Markdown(
-                "The main reference sets the canvas; refer to the others as "
-                "“picture 2” and “picture 3” in the instruction.",
+                "The main picture sets the canvas and is “picture 1” in the instruction; "
+                "the others follow in order (“picture 2”, “picture 3”).",
                 elem_classes=["hint"],
             )
             prompt = gr.Textbox(
@@ -33,6 +36,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 "standing in the room from picture 3",
                 elem_id=f"{name}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, name, prompt)
             controls = run_controls(name, "Combine")
             with gr.Accordion("Advanced", open=False):
                 adv = advanced_controls(shared.ctx, mode)
@@ -42,10 +46,11 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         mode=mode,
         fields={
             **{f"image{i}": s for i, s in enumerate(slots, start=1)},
-            "prompt": prompt, **adv.fields(),
+            "prompt": prompt, "main": main, **adv.fields(),
         },
         controls=controls,
         panel=panel,
         advanced=adv,
         sources=slots,
+        prompt_tools=tools,
     )

@@ -12,20 +12,32 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from backend.operations.images import decode_image
+from backend.modes.outpaint import CanvasPlan, plan_canvas
+from backend.operations.images import decode_image, read_header
 from backend.requests import InvalidRequest
 from ui.imaging import OUTPAINT_ASPECTS, Pads, padded_preview, pads_for_aspect
 from ui.layout import advanced_controls, input_slider, output_panel, run_controls, upload_image
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 SIDES = ("left", "top", "right", "bottom")
+PREVIEW_SIDE = 512
 
 
-def canvas_text(size: tuple[int, int] | None, pads: Pads) -> str:
-    if size is None:
+def canvas_text(size: tuple[int, int] | None, plan: CanvasPlan | None) -> str:
+    """The input's size and the result's, exactly as the job will make it (`plan_canvas`:
+    the 16-pixel grid and the result-size cap included)."""
+    if size is None or plan is None:
         return "Add a picture to see the new canvas."
-    w, h = pads.canvas_size(size)
+    w, h = plan.size
     return f"{size[0]}×{size[1]} → **{w}×{h}**"
+
+
+def preview_pads(plan: CanvasPlan, shown_width: int) -> Pads:
+    """The plan's pads in the preview's pixels (the preview is a small copy of the input)."""
+    geometry = plan.geometry
+    scale = shown_width / geometry.image_full[0]
+    return Pads(*(round(v * scale) for v in geometry.pads_full))
 
 
 @lru_cache(maxsize=16)
@@ -36,10 +48,13 @@ def preview_source(path: str, max_pixels: int) -> tuple[Image.Image, tuple[int, 
         data = Path(path).read_bytes()
     except OSError as exc:
         raise InvalidRequest("The upload is gone from the server; add the picture again.") from exc
-    image = decode_image(data, max_pixels=max_pixels)
-    small = image.copy()
-    small.thumbnail((512, 512))
-    return small, image.size
+    size = read_header(data, max_pixels=max_pixels).size
+    # Decoded straight to about the preview's size: a 200 MP phone photo is never held whole.
+    scale = min(1.0, PREVIEW_SIDE / max(size))
+    fit = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    small = decode_image(data, max_pixels=max_pixels, fit=fit)
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return small, size
 
 
 def build(shared: Shared, mode: Spec) -> TabSpec:
@@ -60,7 +75,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                     buttons=["fullscreen"],
                     elem_id=f"{prefix}_canvas",
                 )
-            size_text = gr.Markdown(canvas_text(None, Pads(0, 0, 0, 0)), elem_id=f"{prefix}_size",
+            size_text = gr.Markdown(canvas_text(None, None), elem_id=f"{prefix}_size",
                                     elem_classes=["hint"])
             with gr.Row(elem_classes=["aspect-row"]):
                 aspect_buttons = {
@@ -81,6 +96,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 placeholder="continue the beach and the sky",
                 elem_id=f"{prefix}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, prefix, prompt)
             controls = run_controls(prefix, "Outpaint")
             with gr.Accordion("Advanced", open=False):
                 feathering = input_slider(mode, "feathering")
@@ -94,21 +110,23 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
     def show(
         path: str | None, left: float, top: float, right: float, bottom: float
     ) -> tuple[Image.Image | None, str]:
-        pads = Pads(int(left), int(top), int(right), int(bottom))
         if path is None:
-            return None, canvas_text(None, pads)
+            return None, canvas_text(None, None)
         try:
             small, size = preview_source(path, max_pixels)
         except InvalidRequest as exc:
             return None, exc.message
-        scale = small.width / size[0]
-        shown = Pads(*(round(v * scale) for v in (pads.left, pads.top, pads.right, pads.bottom)))
-        return padded_preview(small, shown, max_side=512), canvas_text(size, pads)
+        plan = plan_canvas(size, (int(left), int(top), int(right), int(bottom)), settings)
+        return (padded_preview(small, preview_pads(plan, small.width), max_side=512),
+                canvas_text(size, plan))
 
     quiet = {"show_progress": "hidden", "trigger_mode": "always_last", "api_visibility": "private"}
     image.change(show, [image, *side_list], [preview, size_text], **quiet)
     for slider in side_list:
+        # `input` too: typing in a side's number box (and Enter) never fires `release`,
+        # which Gradio sends on a drag's end and on leaving the box.
         slider.release(show, [image, *side_list], [preview, size_text], **quiet)
+        slider.input(show, [image, *side_list], [preview, size_text], **quiet)
 
     for name, button in aspect_buttons.items():
         def to_aspect(path: str | None, _ratio: float = OUTPAINT_ASPECTS[name]) -> tuple[object, ...]:
@@ -134,4 +152,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         panel=panel,
         advanced=adv,
         sources=[image],
+        prompt_tools=tools,
     )

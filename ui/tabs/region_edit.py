@@ -12,6 +12,8 @@ from ui.layout import (
     run_controls,
     upload_image,
 )
+from ui.mask_moves import MaskMove
+from ui.prompt_tools import prompt_tools
 from ui.tabspec import Shared, Spec, TabSpec
 
 
@@ -32,6 +34,7 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 placeholder="make it a vintage yellow taxi",
                 elem_id=f"{name}_prompt",
             )
+            tools = prompt_tools(shared.ctx.settings.library.data_dir, name, prompt)
             controls = run_controls(name, "Edit region")
             with gr.Accordion("Advanced", open=False):
                 grow, feather = mask_edge_sliders(mode)
@@ -39,6 +42,8 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         with gr.Column(scale=3, min_width=400):
             panel = output_panel(name, shared.ctx.registry, mask_label="Detected mask",
                                  compare=True)
+            to_inpaint = gr.Button("Edit this mask in Inpaint", size="sm",
+                                   elem_id=f"{name}_mask_to_inpaint")
     return TabSpec(
         mode=mode,
         fields={"image": image, "region": region, "prompt": prompt, "grow": grow,
@@ -47,4 +52,6 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         panel=panel,
         advanced=adv,
         sources=[image],
+        mask_move=MaskMove(to_inpaint, "mask"),
+        prompt_tools=tools,
     )

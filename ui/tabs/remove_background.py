@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ui.layout import advanced_controls, output_panel, run_controls, upload_image
+from ui.mask_moves import MaskMove
 from ui.tabspec import Shared, Spec, TabSpec
 
 
@@ -22,6 +23,8 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
                 adv = advanced_controls(shared.ctx, mode)
         with gr.Column(scale=3, min_width=400):
             panel = output_panel(name, shared.ctx.registry, compare=True)
+            to_inpaint = gr.Button("Use as mask (in Inpaint)", size="sm",
+                                   elem_id=f"{name}_mask_to_inpaint")
     return TabSpec(
         mode=mode,
         fields={"image": image, **adv.fields()},
@@ -29,4 +32,5 @@ def build(shared: Shared, mode: Spec) -> TabSpec:
         panel=panel,
         advanced=adv,
         sources=[image],
+        mask_move=MaskMove(to_inpaint, "alpha"),
     )
