@@ -51,6 +51,8 @@ READINESS_EVERY_S = 30.0
 # How old a device reading may be for the variant choice (the poller refreshes it every
 # poll_interval_s while anyone watches, always with several servers).
 MEMORY_FRESH_S = 10.0
+# A job waits at most this long for a fresher reading; then the last one (or none) decides.
+MEMORY_WAIT_S = 1.0
 POLL_TIMEOUT_S = 10.0        # one poll never hangs the loop longer than this
 SWAP_COST_S = (5.0, 10.0)    # the operations guide: a mode switch costs 5-10 s of model load
 GB = 1024**3
@@ -174,6 +176,7 @@ class Monitor:
         """`client`: one server's (labelled after settings' first server), or one per server
         by label, the default first."""
         self._settings = settings
+        self._memory_refresh: asyncio.Task[MonitorSnapshot] | None = None
         self._library = library
         self._registry = registry
         self._studio = studio
@@ -262,7 +265,12 @@ class Monitor:
         checked = watch.snap.checked_at
         if checked is None or time.time() - checked > max(
                 MEMORY_FRESH_S, 2 * self._settings.poll_interval_s):
-            await self.refresh_now()
+            # One shared refresh, waited for at most MEMORY_WAIT_S: then the last reading (or
+            # none: unknown memory, the setting's plain choice) decides.
+            if self._memory_refresh is None or self._memory_refresh.done():
+                self._memory_refresh = asyncio.get_running_loop().create_task(
+                    self.refresh_now(), name="monitor-memory-refresh")
+            await asyncio.wait({self._memory_refresh}, timeout=MEMORY_WAIT_S)
         snap = watch.snap
         if not snap.online or snap.vram_free is None:
             return None

@@ -226,6 +226,7 @@ def test_a_client_that_hangs_up_mid_stream_stops_the_job(studio: ChatStudio) -> 
     fake = studio.fake
     fake.set_delays(step=0.1)
     before = fake.counters["interrupts"]
+    httpx.get(studio.url + "/healthz?fresh=1", timeout=30)
     body = {"model": "qwen-image-chat", "stream": True,
             "messages": [{"role": "user", "content": "a slow lighthouse"}]}
     with httpx.stream("POST", studio.v1 + "/chat/completions", json=body, headers=auth(),
