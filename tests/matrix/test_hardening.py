@@ -100,6 +100,10 @@ def test_a_load_that_fails_counts_no_model_swap(studio: MatrixStudio) -> None:
                    if line.startswith("studio_model_swaps_total"))
 
     _wait_online(studio)
+    # An empty node cache: a VAELoader cached from an earlier test would never run (and fail).
+    httpx.post(studio.fake.url + "/free", json={"unload_models": True, "free_memory": True},
+               timeout=10)
+    assert studio.fake.wait_idle(10)
     studio.ctx.studio.forget_loaded()
     before = swaps()
     studio.fake.fail_at("VAELoader", "RuntimeError", "Error while deserializing header")
