@@ -359,17 +359,19 @@ OUTPUT_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 
 
 def decode_output(data: bytes) -> Image.Image:
-    """An image ComfyUI produced (trusted size). The file is checked whole (PNG chunk CRCs
-    through `verify()`, well under a millisecond) but the pixels are decoded only when a
-    consumer first touches them, so a job that just hands its result on (the API's bytes, a
-    saved file) does not pay a full decode on the job's critical path. A damaged file raises
-    OSError here, where the job can still turn it into a Failed event."""
+    """An image ComfyUI produced (trusted size), checked whole (PNG chunk CRCs through
+    `verify()`) and decoded here, on the caller's worker thread. Not lazily: a result is used
+    from several threads at once (the library encodes it while a tab or the chat draws it), and
+    Pillow's lazy load is not thread-safe (two loads at once failed inside PngImagePlugin). A
+    damaged file raises OSError here, where the job can still turn it into a Failed event."""
     try:
         probe = Image.open(io.BytesIO(data))
         if probe.format not in OUTPUT_FORMATS:
             raise OSError(f"unexpected output format {probe.format!r}")
         if probe.format == "PNG":
             probe.verify()
+        image = Image.open(io.BytesIO(data))
+        image.load()
     except (SyntaxError, ValueError, struct_error) as exc:  # Pillow's other damage signals
         raise OSError(str(exc)) from exc
-    return Image.open(io.BytesIO(data))
+    return image
