@@ -147,8 +147,8 @@ async def test_a_truncated_preview_is_skipped_not_handed_on() -> None:
 
 
 async def test_a_damaged_result_is_a_failed_event_not_an_exception() -> None:
-    """Results are decoded lazily (pixels on first use), so the file is checked whole when
-    fetched: a cut-off PNG from ComfyUI must end the job with Failed, not raise later."""
+    """The file is checked whole and decoded when fetched: a cut-off PNG from ComfyUI must end
+    the job with Failed, not raise later in whoever draws it."""
 
     class DamagingClient(ScriptedClient):
         async def view(self, ref: ImageRef) -> bytes:
