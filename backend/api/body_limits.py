@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from starlette.responses import JSONResponse
 
 from backend.api.errors import error_response
+from backend.limits import KIB, MIB, describe_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,8 +34,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-KIB = 1024
-MIB = 1024 * KIB
 JSON_BYTES = 1 * MIB                 # every other /v1 route (JSON bodies)
 FIELDS_BYTES = 1 * MIB               # a form's text fields and multipart framing
 EDIT_IMAGES = 3                      # /v1/images/edits: up to 3 images (api/edits.MAX_IMAGES)…
@@ -72,18 +71,6 @@ def route_limits(settings: UploadLimit) -> tuple[RouteLimit, ...]:
         RouteLimit("/gradio_api/", upload + FIELDS_BYTES),
         RouteLimit("", DEFAULT_BYTES),
     )
-
-
-def describe_size(size: int) -> str:
-    """Bytes as README writes them: "25 MB" for 25 × 1024², "1.5 MB", "64 KB"."""
-    if size >= MIB:
-        value, unit = size / MIB, "MB"
-    elif size >= KIB:
-        value, unit = size / KIB, "KB"
-    else:
-        return f"{size} bytes"
-    shown = f"{value:.0f}" if value == int(value) or value >= 100 else f"{value:.1f}"
-    return f"{shown} {unit}"
 
 
 class BodyTooLarge(Exception):
@@ -169,7 +156,7 @@ def _expects_continue(scope: Scope) -> bool:
 
 
 async def _refuse(limit: RouteLimit, receive: Receive, send: Send, *, linger: bool) -> None:
-    message = (f"The request body is over {describe_size(limit.max_bytes)}, the limit for "
+    message = (f"The request body is over {describe_bytes(limit.max_bytes)}, the limit for "
                "this address; send less (smaller or fewer files).")
     # close: the server drops the connection after this answer instead of reading the rest
     headers = {"connection": "close"}

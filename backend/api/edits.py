@@ -24,7 +24,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from backend import limits
-from backend.api.body_limits import describe_size
 from backend.api.errors import ApiError
 from backend.api.schemas import (
     ApiModel,
@@ -109,8 +108,8 @@ async def read_form(request: Request, settings: Settings) -> EditForm:
                     raise ApiError(
                         413,
                         f"The file '{value.filename or key}' is "
-                        f"{describe_size(len(data))}; the limit is "
-                        f"{describe_size(settings.max_upload_bytes)}.",
+                        f"{limits.describe_bytes(len(data))}; the limit is "
+                        f"{limits.describe_bytes(settings.max_upload_bytes)}.",
                         param=key,
                         code="file_too_large",
                     )
@@ -146,7 +145,7 @@ def _form_problem(detail: str) -> ApiError:
     if "exceeded maximum size" in detail:
         return ApiError(
             400,
-            f"A text field is over {describe_size(FIELD_BYTES)}: a prompt or a setting is "
+            f"A text field is over {limits.describe_bytes(FIELD_BYTES)}: a prompt or a setting is "
             "short text; send pictures as file fields.",
             code="field_too_large",
         )

@@ -34,9 +34,9 @@ from backend.api.body_limits import (
     MIB,
     BodyLimitMiddleware,
     RouteLimit,
-    describe_size,
     route_limits,
 )
+from backend.limits import describe_bytes
 from backend.settings import Settings
 from tests.api.conftest import API_KEY, RunningStudio, auth, picture, png_bytes
 
@@ -176,7 +176,7 @@ async def test_a_1gb_chunked_edit_is_refused_early(studio: RunningStudio, temp_d
         lazily(GB, multipart_head()),
     )
     message = _is_413(status, body)
-    assert describe_size(limit.max_bytes) in message
+    assert describe_bytes(limit.max_bytes) in message
     assert headers.get("connection") == "close"
     # stopped at the limit: what was sent before the answer is the limit plus the sockets'
     # buffers, not the gigabyte
@@ -225,7 +225,7 @@ async def test_gradio_and_other_routes_are_limited_too(studio: RunningStudio) ->
         studio.url, "/gradio_api/queue/join", {"Content-Type": "application/json"},
         lazily(100 * upload, b'{"data": ["'),
     )
-    assert describe_size(upload + MIB) in _is_413(status, body, openai=False)
+    assert describe_bytes(upload + MIB) in _is_413(status, body, openai=False)
     assert sent < 100 * upload
     status, _, body, _ = await post_raw(
         studio.url, "/login", {"Content-Type": "application/x-www-form-urlencoded"},
@@ -288,10 +288,10 @@ def test_the_table_follows_the_upload_setting() -> None:
     assert limits[""].max_bytes == 64 * 1024
     assert all(limits[p].openai for p in ("/v1/images/edits", "/v1/chat/completions", "/v1/"))
     assert not limits["/gradio_api/"].openai
-    assert describe_size(25 * MIB) == "25 MB"
-    assert describe_size(101 * MIB) == "101 MB"
-    assert describe_size(int(2.5 * MIB)) == "2.5 MB"
-    assert describe_size(64 * 1024) == "64 KB"
+    assert describe_bytes(25 * MIB) == "25 MB"
+    assert describe_bytes(101 * MIB) == "101 MB"
+    assert describe_bytes(int(2.5 * MIB)) == "2.5 MB"
+    assert describe_bytes(64 * 1024) == "64 KB"
 
 
 def _app_behind_the_limit(limit: int) -> tuple[Starlette, list[str], list[int]]:
